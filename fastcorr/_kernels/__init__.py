@@ -1,0 +1,46 @@
+"""Numba kernels: loops on validated, C-contiguous arrays, nothing else.
+
+Every kernel is compiled twice by :func:`kernel`, once parallel and once
+serial, and :func:`pick` is the one place that decides which one runs.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numba
+
+from fastcorr._kernels import _threading
+
+_threading.configure()
+
+#: Below this many multiply-adds a parallel launch costs more than it saves.
+SERIAL_WORK = 1 << 16
+
+_OPTIONS = dict(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
+
+
+class Kernel:
+    """A loop compiled twice: ``parallel`` (prange spread over threads) and ``serial``."""
+
+    def __init__(self, fn: types.FunctionType):
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+        self.parallel = numba.njit(parallel=True, **_OPTIONS)(fn)
+        # A distinct function object (and qualname) gives the serial twin its own cache file.
+        serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+        serial.__qualname__ = fn.__qualname__ + "_serial"
+        serial.__module__ = fn.__module__
+        self.serial = numba.njit(**_OPTIONS)(serial)
+
+    def pick(self, work: int):
+        """The twin to run for ``work`` multiply-adds."""
+        return self.serial if work < SERIAL_WORK else self.parallel
+
+
+def kernel(fn: types.FunctionType) -> Kernel:
+    """Decorator: compile ``fn`` as a parallel and a serial kernel."""
+    return Kernel(fn)
+
+
+helper = numba.njit(inline="always", **_OPTIONS)

@@ -1,0 +1,357 @@
+"""corr2d, correlate2d, convolve2d and corr2d_grad: validate, allocate, run a kernel."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from fastcorr import _validate
+from fastcorr._kernels import corr as _corr
+
+Mode = Literal["full", "same", "valid"]
+Boundary = Literal["fill", "pad", "wrap", "circular", "symm", "symmetric"]
+Method = Literal["auto", "direct", "fft"]
+
+_MODES = {"valid": "valid", "same": "same", "full": "full"}
+_BOUNDARIES = {
+    "fill": _corr.FILL, "pad": _corr.FILL,
+    "wrap": _corr.WRAP, "circular": _corr.WRAP,
+    "symm": _corr.SYMM, "symmetric": _corr.SYMM,
+}
+_METHODS = {"auto": "auto", "direct": "direct", "fft": "fft"}
+
+
+def _run(x, k, out, p0=0, p1=0, boundary=_corr.FILL, fill=None):
+    """out[i, j] = sum_ab k[a, b] * ext(x)[i + a - p0, j + b - p1] on contiguous arrays."""
+    if k.size == 0 or out.size == 0:
+        out[...] = 0
+        return out
+    if fill is None:
+        fill = out.dtype.type(0)
+    _corr.correlate.pick(out.size * k.size)(x, k, out, p0, p1, boundary, fill)
+    return out
+
+
+def _float_dtype(*dtypes: np.dtype) -> np.dtype:
+    """float32 when all are float32 or narrower, complex when any is complex, else float64."""
+    dt = np.result_type(*dtypes)
+    if dt.kind == "c":
+        return np.dtype(np.complex64 if dt.itemsize <= 8 else np.complex128)
+    if dt.kind == "f" and dt.itemsize <= 4:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _matrix(value: object, name: str, func: str) -> np.ndarray:
+    arr = _validate.array(value, name)
+    if arr.ndim != 2:
+        raise ValueError(f"{func}: {name} must be 2-D, got shape {arr.shape}; reshape it to (height, width)")
+    return arr
+
+
+def corr2d(X: ArrayLike, K: ArrayLike, *, out: NDArray | None = None) -> NDArray:
+    """2-D cross-correlation of ``X`` with ``K``, 'valid' part only.
+
+    The textbook's ``corr2d``: ``Y[i, j] = (X[i:i + h, j:j + w] * K).sum()`` for a kernel
+    of shape ``(h, w)``, computed by a compiled, multi-threaded loop.
+
+    Parameters
+    ----------
+    X : array_like, shape (H, W)
+        The image. Any numeric dtype and memory layout.
+    K : array_like, shape (h, w)
+        The kernel, no larger than ``X`` in either dimension.
+    out : ndarray, optional
+        A C-contiguous buffer of shape ``(H - h + 1, W - w + 1)`` and the result's dtype
+        to write into, reused across calls.
+
+    Returns
+    -------
+    Y : ndarray, shape (H - h + 1, W - w + 1)
+        float32 when both inputs are float32 or narrower, complex when either is
+        complex (complex64 or complex128), float64 otherwise. A new array unless
+        ``out`` is given.
+
+    Raises
+    ------
+    TypeError
+        An input is None or not numeric.
+    ValueError
+        An input is not 2-D, or ``K`` is larger than ``X``.
+
+    See Also
+    --------
+    correlate2d : every mode and boundary, scipy's dtype rules.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcorr as fc
+    >>> X = np.arange(9.0).reshape(3, 3)
+    >>> fc.corr2d(X, [[0, 1], [2, 3]])
+    array([[19., 25.],
+           [37., 43.]])
+    """
+    X = _matrix(X, "X", "corr2d")
+    K = _matrix(K, "K", "corr2d")
+    (h, w), (kh, kw) = X.shape, K.shape
+    if kh > h or kw > w:
+        raise ValueError(
+            f"corr2d: kernel K of shape {K.shape} is larger than X of shape {X.shape}; "
+            "corr2d keeps only the 'valid' part, use correlate2d(X, K, mode='full') for the rest"
+        )
+    dtype = _float_dtype(X.dtype, K.dtype)
+    x = _validate.contiguous(X, dtype)
+    k = _validate.contiguous(K, dtype)
+    out = _validate.output(out, (h - kh + 1, w - kw + 1), dtype, (X, K))
+    return _run(x, k, out)
+
+
+def corr2d_grad(X: ArrayLike, K: ArrayLike, dY: ArrayLike) -> tuple[NDArray, NDArray]:
+    """Gradients of ``sum(corr2d(X, K) * dY)`` with respect to ``X`` and ``K``.
+
+    ``dK`` is the 'valid' correlation of ``X`` with ``dY``; ``dX`` is the 'full'
+    convolution of ``dY`` with ``K``. Both run on the same kernels as :func:`corr2d`.
+    For complex inputs these are the complex derivatives of the (bilinear) sum,
+    without conjugation.
+
+    Parameters
+    ----------
+    X : array_like, shape (H, W)
+    K : array_like, shape (h, w)
+    dY : array_like, shape (H - h + 1, W - w + 1)
+        The gradient of the loss with respect to ``corr2d(X, K)``.
+
+    Returns
+    -------
+    dX : ndarray, shape (H, W)
+    dK : ndarray, shape (h, w)
+        Both in :func:`corr2d`'s output dtype for ``X``, ``K`` and ``dY`` together.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcorr as fc
+    >>> X = np.arange(9.0).reshape(3, 3)
+    >>> dX, dK = fc.corr2d_grad(X, [[1.0, -1.0]], np.ones((3, 2)))
+    >>> dX
+    array([[ 1.,  0., -1.],
+           [ 1.,  0., -1.],
+           [ 1.,  0., -1.]])
+    >>> dK
+    array([[27., 36.]])
+    """
+    X = _matrix(X, "X", "corr2d_grad")
+    K = _matrix(K, "K", "corr2d_grad")
+    dY = _matrix(dY, "dY", "corr2d_grad")
+    (h, w), (kh, kw) = X.shape, K.shape
+    if kh > h or kw > w:
+        raise ValueError(f"corr2d_grad: kernel K of shape {K.shape} is larger than X of shape {X.shape}")
+    if dY.shape != (h - kh + 1, w - kw + 1):
+        raise ValueError(
+            f"corr2d_grad: dY must have the shape of corr2d(X, K), {(h - kh + 1, w - kw + 1)}, got {dY.shape}"
+        )
+    dtype = _float_dtype(X.dtype, K.dtype, dY.dtype)
+    x = _validate.contiguous(X, dtype)
+    dy = _validate.contiguous(dY, dtype)
+    flipped = _validate.contiguous(K[::-1, ::-1], dtype)
+    dX = _run(dy, flipped, np.empty((h, w), dtype), kh - 1, kw - 1)
+    dK = _run(x, dy, np.empty((kh, kw), dtype))
+    return dX, dK
+
+
+def correlate2d(
+    in1: ArrayLike,
+    in2: ArrayLike,
+    mode: Mode = "full",
+    boundary: Boundary = "fill",
+    fillvalue: object = 0,
+    *,
+    method: Method = "auto",
+) -> NDArray:
+    """Cross-correlate two 2-D arrays, exactly as ``scipy.signal.correlate2d``.
+
+    ``out[i, j] = sum over (a, b) of ext(in1)[i + a - p0, j + b - p1] * conj(in2[a, b])``,
+    with ``ext`` the boundary extension and ``(p0, p1)`` set by ``mode``.
+
+    Parameters
+    ----------
+    in1 : array_like, 2-D
+    in2 : array_like, 2-D
+        Any integer, float32/64 or complex64/128 dtypes and any memory layout.
+    mode : {'full', 'valid', 'same'}
+        'full': every overlap, shape ``(M1 + M2 - 1, N1 + N2 - 1)``; 'valid': no
+        boundary values used, shape ``(M1 - M2 + 1, N1 - N2 + 1)`` (the inputs are
+        swapped when ``in2`` is the larger in every dimension, an error when neither
+        is); 'same': the shape of ``in1``, centred on the 'full' output with the
+        first ``(M2 - 1) // 2`` rows and ``(N2 - 1) // 2`` columns dropped.
+    boundary : {'fill', 'wrap', 'symm'}
+        'fill' (alias 'pad') extends ``in1`` with ``fillvalue``; 'wrap' (alias
+        'circular') periodically; 'symm' (alias 'symmetric') by mirroring with the
+        edge sample repeated. Repeated as often as a long kernel needs.
+    fillvalue : scalar
+        The fill for ``boundary='fill'``, cast to the output dtype (ignored otherwise).
+    method : {'auto', 'direct', 'fft'}
+        'direct' runs the compiled loops, exact for every dtype; 'fft' correlates by FFT
+        (float and complex inputs, 'fill' boundary), faster for large kernels but only
+        accurate to rounding; 'auto' picks the direct loops.
+
+    Returns
+    -------
+    out : ndarray
+        dtype ``np.result_type(in1, in2)``: integer results wrap around as scipy's do.
+
+    Raises
+    ------
+    ValueError
+        As scipy: inputs not 2-D, no valid overlap in 'valid' mode, an unknown mode or
+        boundary, an unsupported dtype (bool, float16, longdouble, object, ...), or a
+        ``fillvalue`` that is not one element or cannot be cast to the output dtype.
+
+    Notes
+    -----
+    When 'valid' mode swaps the inputs, scipy returns the conjugate of the
+    correlation for complex inputs; this function returns the correlation itself,
+    ``conj(correlate2d(in2, in1, 'valid'))[::-1, ::-1]``. Real results are identical.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcorr as fc
+    >>> fc.correlate2d([[1, 2, 3], [4, 5, 6]], [[1, -1]], mode="same")
+    array([[-1, -1,  3],
+           [-1, -1,  6]])
+    >>> fc.correlate2d(np.eye(3), np.ones((2, 2)), boundary="wrap", mode="same")
+    array([[2., 1., 1.],
+           [1., 2., 1.],
+           [1., 1., 2.]])
+    """
+    return _scipy_style("correlate2d", in1, in2, mode, boundary, fillvalue, method, convolve=False)
+
+
+def convolve2d(
+    in1: ArrayLike,
+    in2: ArrayLike,
+    mode: Mode = "full",
+    boundary: Boundary = "fill",
+    fillvalue: object = 0,
+    *,
+    method: Method = "auto",
+) -> NDArray:
+    """Convolve two 2-D arrays, exactly as ``scipy.signal.convolve2d``.
+
+    Correlation with ``in2`` flipped in both axes (and not conjugated); 'same' mode
+    keeps the centre of the 'full' output, dropping the first ``M2 // 2`` rows and
+    ``N2 // 2`` columns. Parameters, dtypes and errors as :func:`correlate2d`.
+
+    Examples
+    --------
+    >>> import fastcorr as fc
+    >>> fc.convolve2d([[1, 2, 3], [3, 4, 5]], [[2, 3, 4], [4, 5, 6]])
+    array([[ 2,  7, 16, 17, 12],
+           [10, 30, 62, 58, 38],
+           [12, 31, 58, 49, 30]])
+    """
+    return _scipy_style("convolve2d", in1, in2, mode, boundary, fillvalue, method, convolve=True)
+
+
+def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
+    in1 = np.asarray(in1)
+    in2 = np.asarray(in2)
+    if not in1.ndim == in2.ndim == 2:
+        raise ValueError(
+            f"{func} inputs must both be 2-D arrays, got in1.ndim={in1.ndim} and in2.ndim={in2.ndim}; "
+            "use np.atleast_2d for vectors"
+        )
+    swapped = mode == "valid" and _swap_needed(in1.shape, in2.shape)
+    if swapped:
+        in1, in2 = in2, in1
+    mode = _validate.choice(mode, "mode", _MODES, "Acceptable mode flags are 'valid', 'same', or 'full'")
+    boundary = _validate.choice(
+        boundary, "boundary", _BOUNDARIES,
+        "Acceptable boundary flags are 'fill', 'circular' (or 'wrap'), and 'symmetric' (or 'symm')",
+    )
+    method = _validate.choice(method, "method", _METHODS)
+    dtype = _validate.native(np.result_type(in1, in2))
+    if dtype not in _validate.KERNEL_DTYPES:
+        raise ValueError(
+            f"{func} not available for dtype {dtype}: it supports integers, float32, float64, "
+            "complex64 and complex128; cast the inputs, e.g. in1.astype(np.float64)"
+        )
+    fill = _validate.fill_scalar(fillvalue, dtype) if boundary == _corr.FILL else dtype.type(0)
+    (h, w), (kh, kw) = in1.shape, in2.shape
+    if mode == "full":
+        shape, pad = (h + kh - 1, w + kw - 1), (kh - 1, kw - 1)
+    elif mode == "same":
+        shape = (h, w)
+        pad = (kh // 2, kw // 2) if convolve else ((kh - 1) // 2, (kw - 1) // 2)
+    else:
+        shape, pad = (h - kh + 1, w - kw + 1), (0, 0)
+    if min(shape) < 0:
+        raise ValueError(f"{func}: in1 of shape {in1.shape} and in2 of shape {in2.shape} give no output in mode={mode!r}")
+    if boundary != _corr.FILL and in1.size == 0 and in2.size > 0 and 0 not in shape:
+        raise ValueError(f"{func}: boundary={boundary!r} cannot extend an empty in1 of shape {in1.shape}; use 'fill'")
+    x = _validate.contiguous(in1, dtype)
+    if convolve:
+        k = _validate.contiguous(in2[::-1, ::-1], dtype)
+    else:
+        k = _validate.contiguous(np.conjugate(in2) if dtype.kind == "c" else in2, dtype)
+    out = np.empty(shape, dtype)
+    if method == "fft":
+        _fft_correlate(func, x, k, out, pad, boundary, fill)
+    else:
+        _run(x, k, out, pad[0], pad[1], boundary, fill)
+    if swapped and not convolve:
+        # correlate(a, b)[k] == conj(correlate(b, a)[-k]); scipy omits the conj.
+        return np.conjugate(out[::-1, ::-1])
+    return out
+
+
+def _swap_needed(shape1, shape2) -> bool:
+    """scipy's 'valid' rule: in1 must be at least as large as in2 in every dimension, or vice versa."""
+    ok1 = all(a >= b for a, b in zip(shape1, shape2))
+    ok2 = all(b >= a for a, b in zip(shape1, shape2))
+    if not (ok1 or ok2):
+        raise ValueError(
+            "For 'valid' mode, one must be at least as large as the other in every dimension; "
+            f"got shapes {shape1} and {shape2}, use mode='same' or 'full'"
+        )
+    return not ok1
+
+
+def _fft_correlate(func, x, k, out, pad, boundary, fill):
+    """The direct kernel's result by FFT: corr(ext(x), k) = corr(x - fill, k) + fill * sum(k)."""
+    if boundary != _corr.FILL:
+        raise ValueError(f"{func}: method='fft' supports boundary='fill' only; use method='direct'")
+    if out.dtype.kind not in "fc":
+        raise ValueError(f"{func}: method='fft' needs float or complex inputs, got {out.dtype}; use method='direct'")
+    if k.size == 0 or out.size == 0 or x.size == 0:
+        _run(x, k, out, pad[0], pad[1], boundary, fill)
+        return
+    (h, w), (kh, kw) = x.shape, k.shape
+    shape = (_fast_len(h + kh - 1), _fast_len(w + kw - 1))
+    flipped = k[::-1, ::-1]
+    if out.dtype.kind == "c":
+        full = np.fft.ifft2(np.fft.fft2(x - fill, shape) * np.fft.fft2(flipped, shape), shape)
+    else:
+        full = np.fft.irfft2(np.fft.rfft2(x - fill, shape) * np.fft.rfft2(flipped, shape), shape)
+    r0, c0 = kh - 1 - pad[0], kw - 1 - pad[1]
+    np.add(full[r0 : r0 + out.shape[0], c0 : c0 + out.shape[1]], fill * k.sum(), out=out, casting="unsafe")
+
+
+def _fast_len(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n: a size numpy's FFT handles quickly."""
+    best = 1 << max(n - 1, 0).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best

@@ -1,0 +1,97 @@
+"""Slow, obviously right loops: the oracles for every test."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def corr2d(X, K):
+    """The chapter's two loops, verbatim apart from numpy for torch."""
+    X, K = np.asarray(X), np.asarray(K)
+    h, w = K.shape
+    Y = np.zeros((X.shape[0] - h + 1, X.shape[1] - w + 1), dtype=np.result_type(X, K, np.float64))
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            Y[i, j] = (X[i : i + h, j : j + w] * K).sum()
+    return Y
+
+
+def extended(x, t, u, boundary, fill):
+    """x[t, u] with x extended beyond its edges: 'fill', 'wrap' or 'symm'."""
+    h, w = x.shape
+    if 0 <= t < h and 0 <= u < w:
+        return x[t, u]
+    if boundary == "fill":
+        return fill
+    if boundary == "wrap":
+        return x[t % h, u % w]
+    t, u = t % (2 * h), u % (2 * w)
+    return x[t if t < h else 2 * h - 1 - t, u if u < w else 2 * w - 1 - u]
+
+
+def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+    """scipy.signal.correlate2d as loops, with a correct swapped complex 'valid' result."""
+    in1, in2 = np.asarray(in1), np.asarray(in2)
+    dtype = np.result_type(in1, in2)
+    swapped = mode == "valid" and not (in1.shape[0] >= in2.shape[0] and in1.shape[1] >= in2.shape[1])
+    if swapped:
+        # corr(a, b)[k] = conj(corr(b, a)[-k])
+        return np.conj(correlate2d(in2, in1, mode, boundary, fillvalue)[::-1, ::-1])
+    h, w = in1.shape
+    kh, kw = in2.shape
+    fill = np.array(fillvalue).astype(dtype)[()]
+    if mode == "full":
+        shape, (p0, p1) = (h + kh - 1, w + kw - 1), (kh - 1, kw - 1)
+    elif mode == "same":
+        shape, (p0, p1) = (h, w), ((kh - 1) // 2, (kw - 1) // 2)
+    else:
+        shape, (p0, p1) = (h - kh + 1, w - kw + 1), (0, 0)
+    out = np.zeros(shape, dtype)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            acc = dtype.type(0)
+            for a in range(kh):
+                for b in range(kw):
+                    acc += extended(in1, i + a - p0, j + b - p1, boundary, fill) * np.conj(in2[a, b])
+            out[i, j] = acc
+    return out
+
+
+def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+    """scipy.signal.convolve2d as loops: convolution is correlation with a flipped kernel."""
+    in1, in2 = np.asarray(in1), np.asarray(in2)
+    if mode == "valid" and not (in1.shape[0] >= in2.shape[0] and in1.shape[1] >= in2.shape[1]):
+        in1, in2 = in2, in1
+    h, w = in1.shape
+    kh, kw = in2.shape
+    dtype = np.result_type(in1, in2)
+    fill = np.array(fillvalue).astype(dtype)[()]
+    if mode == "full":
+        shape, (p0, p1) = (h + kh - 1, w + kw - 1), (kh - 1, kw - 1)
+    elif mode == "same":
+        shape, (p0, p1) = (h, w), (kh // 2, kw // 2)
+    else:
+        shape, (p0, p1) = (h - kh + 1, w - kw + 1), (0, 0)
+    out = np.zeros(shape, dtype)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            acc = dtype.type(0)
+            for a in range(kh):
+                for b in range(kw):
+                    acc += extended(in1, i + a - p0, j + b - p1, boundary, fill) * in2[kh - 1 - a, kw - 1 - b]
+            out[i, j] = acc
+    return out
+
+
+def corr2d_grad(X, K, dY):
+    """Gradients of sum(corr2d(X, K) * dY) by the chain rule, one term at a time."""
+    X, K, dY = np.asarray(X), np.asarray(K), np.asarray(dY)
+    dtype = np.result_type(X, K, dY, np.float64)
+    dX = np.zeros(X.shape, dtype)
+    dK = np.zeros(K.shape, dtype)
+    h, w = K.shape
+    for i in range(dY.shape[0]):
+        for j in range(dY.shape[1]):
+            dX[i : i + h, j : j + w] += dY[i, j] * K
+            dK += dY[i, j] * X[i : i + h, j : j + w]
+    return dX, dK
