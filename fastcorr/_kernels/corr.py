@@ -69,12 +69,16 @@ def correlate(x, k, out, p0, p1, boundary, fill):
                 for j in range(max(j0, hi), j1):
                     orow[j] += _edge_dot(xrow, krow, j - p1, boundary, fill)
                 c0 = max(j0, lo)
-                c1 = min(j1, hi)
+                n = min(j1, hi) - c0
+                if n <= 0:
+                    continue
+                # Zero-based loops over slices: no negative-index wraparound, so LLVM vectorises.
+                dst = orow[c0 : c0 + n]
                 for b in range(kw):
                     tap = krow[b]
-                    shift = b - p1
-                    for j in range(c0, c1):
-                        orow[j] += tap * xrow[j + shift]
+                    src = xrow[c0 + b - p1 : c0 + b - p1 + n]
+                    for j in range(n):
+                        dst[j] += tap * src[j]
 
 
 @helper
