@@ -141,7 +141,7 @@ def corr2d_grad(X: ArrayLike, K: ArrayLike, dY: ArrayLike) -> tuple[NDArray, NDA
            [ 1.,  0., -1.],
            [ 1.,  0., -1.]])
     >>> dK
-    array([[27., 36.]])
+    array([[21., 27.]])
     """
     X = _matrix(X, "X", "corr2d_grad")
     K = _matrix(K, "K", "corr2d_grad")

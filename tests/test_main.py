@@ -1,0 +1,37 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastcorr.__main__ import chapter_corr2d, main
+
+
+def test_chapter_loops_are_the_textbook_function():
+    X = np.arange(9.0).reshape(3, 3)
+    np.testing.assert_array_equal(chapter_corr2d(X, np.array([[0.0, 1.0], [2.0, 3.0]])), [[19.0, 25.0], [37.0, 43.0]])
+
+
+def test_demo_prints_the_chapter(capsys):
+    assert main(["demo", "--size", "32", "--rounds", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "[[19. 25.]\n [37. 43.]]" in text
+    assert "[ 0.  1.  0.  0.  0. -1.  0.]" in text
+    assert "[-1. -1. -1. -1. -1. -1.]" in text
+    assert "faster, with the same result" in text
+
+
+def test_bad_arguments_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--size", "1"])
+    assert "--size must be at least 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([])
+
+
+@pytest.mark.slow
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "fastcorr", "demo", "--size", "16", "--rounds", "1"],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert "corr2d(X, K)" in result.stdout
