@@ -1,4 +1,5 @@
 import itertools
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -413,3 +414,30 @@ BAD_INPUTS = [
 def test_bad_input(func, args, kwargs, exception, match):
     with pytest.raises(exception, match=match):
         func(*args, **kwargs)
+
+
+# Memory: the output is the only large allocation
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, k, dy: fc.corr2d(x, k),
+        lambda x, k, dy: fc.correlate2d(x, k, "same", "symm"),
+        lambda x, k, dy: fc.convolve2d(x, k, "full", "wrap"),
+        lambda x, k, dy: fc.corr2d_grad(x, k, dy),
+    ],
+    ids=["corr2d", "correlate2d", "convolve2d", "corr2d_grad"],
+)
+def test_no_temporaries_beyond_the_output(call):
+    x = np.ones((1024, 1024), np.float32)
+    k = np.ones((3, 3), np.float32)
+    dy = np.ones((1022, 1022), np.float32)
+    call(x, k, dy)
+    tracemalloc.start()
+    try:
+        result = call(x, k, dy)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    outputs = sum(r.nbytes for r in (result if isinstance(result, tuple) else (result,)))
+    assert peak <= outputs + 0.25 * x.nbytes
