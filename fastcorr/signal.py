@@ -34,14 +34,15 @@ def _run(x, k, out, p0=0, p1=0, boundary=_corr.FILL, fill=None):
     return out
 
 
+_F32, _F64, _C64, _C128 = (np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
+
+
 def _float_dtype(*dtypes: np.dtype) -> np.dtype:
     """float32 when all are float32 or narrower, complex when any is complex, else float64."""
     dt = np.result_type(*dtypes)
     if dt.kind == "c":
-        return np.dtype(np.complex64 if dt.itemsize <= 8 else np.complex128)
-    if dt.kind == "f" and dt.itemsize <= 4:
-        return np.dtype(np.float32)
-    return np.dtype(np.float64)
+        return _C64 if dt.itemsize <= 8 else _C128
+    return _F32 if dt.kind == "f" and dt.itemsize <= 4 else _F64
 
 
 def _matrix(value: object, name: str, func: str) -> np.ndarray:
@@ -280,7 +281,10 @@ def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
             f"{func} not available for dtype {dtype}: it supports integers, float32, float64, "
             "complex64 and complex128; cast the inputs, e.g. in1.astype(np.float64)"
         )
-    fill = _validate.fill_scalar(fillvalue, dtype) if boundary == _corr.FILL else dtype.type(0)
+    if boundary != _corr.FILL or (fillvalue == 0 and type(fillvalue) is int):
+        fill = dtype.type(0)
+    else:
+        fill = _validate.fill_scalar(fillvalue, dtype)
     (h, w), (kh, kw) = in1.shape, in2.shape
     if mode == "full":
         shape, pad = (h + kh - 1, w + kw - 1), (kh - 1, kw - 1)
@@ -311,14 +315,15 @@ def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
 
 def _swap_needed(shape1, shape2) -> bool:
     """scipy's 'valid' rule: in1 must be at least as large as in2 in every dimension, or vice versa."""
-    ok1 = all(a >= b for a, b in zip(shape1, shape2))
-    ok2 = all(b >= a for a, b in zip(shape1, shape2))
-    if not (ok1 or ok2):
-        raise ValueError(
-            "For 'valid' mode, one must be at least as large as the other in every dimension; "
-            f"got shapes {shape1} and {shape2}, use mode='same' or 'full'"
-        )
-    return not ok1
+    (h1, w1), (h2, w2) = shape1, shape2
+    if h1 >= h2 and w1 >= w2:
+        return False
+    if h2 >= h1 and w2 >= w1:
+        return True
+    raise ValueError(
+        "For 'valid' mode, one must be at least as large as the other in every dimension; "
+        f"got shapes {shape1} and {shape2}, use mode='same' or 'full'"
+    )
 
 
 def _fft_correlate(func, x, k, out, pad, boundary, fill):

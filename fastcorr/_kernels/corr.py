@@ -11,13 +11,16 @@ are all choices of ``p0, p1`` and ``k`` made by the callers.
 
 Each output row belongs to one ``prange`` iteration. Inside a row the output is the
 accumulator: for every tap ``k[a, b]`` one pass adds ``k[a, b] * x[r, j + b - p1]`` over a
-block of columns that stays in L1, a loop LLVM vectorises. Columns whose taps reach
-past the left or right edge take the slow path through ``_source``; rows that fall
-wholly in the fill region add one constant. ``k`` must not be empty.
+block of columns that stays in L1, a loop LLVM vectorises (or, when the kernel row is
+wider than the block, a dot product per column). Columns whose taps reach past the
+left or right edge go through ``_source`` one by one, or, when they are most of the
+row, through a once-extended copy of the source row; rows that fall wholly in the
+fill region add one constant. ``k`` must not be empty.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
 from fastcorr._kernels import helper, kernel
@@ -47,8 +50,11 @@ def correlate(x, k, out, p0, p1, boundary, fill):
     # Output columns [lo, hi) have all kw taps inside x; the others are edge columns.
     lo = min(max(p1, 0), ow)
     hi = max(min(w - kw + 1 + p1, ow), lo)
+    # When edge columns dominate, extend each source row once and treat all columns alike.
+    extend = (ow - (hi - lo)) * kw > ow + kw
     for i in prange(oh):
         orow = out[i]
+        ext = np.empty(min(ow, _BLOCK) + kw - 1 if extend else 0, x.dtype)
         for j0 in range(0, ow, _BLOCK):
             j1 = min(j0 + _BLOCK, ow)
             for j in range(j0, j1):
@@ -64,21 +70,39 @@ def correlate(x, k, out, p0, p1, boundary, fill):
                         orow[j] += const
                     continue
                 xrow = x[r]
+                if extend:
+                    m = j1 - j0 + kw - 1
+                    for u in range(m):
+                        c = _source(j0 + u - p1, w, boundary)
+                        ext[u] = fill if c < 0 else xrow[c]
+                    _accumulate(orow[j0:j1], krow, ext[:m])
+                    continue
                 for j in range(j0, min(j1, lo)):
                     orow[j] += _edge_dot(xrow, krow, j - p1, boundary, fill)
                 for j in range(max(j0, hi), j1):
                     orow[j] += _edge_dot(xrow, krow, j - p1, boundary, fill)
                 c0 = max(j0, lo)
                 n = min(j1, hi) - c0
-                if n <= 0:
-                    continue
-                # Zero-based loops over slices: no negative-index wraparound, so LLVM vectorises.
-                dst = orow[c0 : c0 + n]
-                for b in range(kw):
-                    tap = krow[b]
-                    src = xrow[c0 + b - p1 : c0 + b - p1 + n]
-                    for j in range(n):
-                        dst[j] += tap * src[j]
+                if n > 0:
+                    _accumulate(orow[c0 : c0 + n], krow, xrow[c0 - p1 : c0 - p1 + n + kw - 1])
+
+
+@helper
+def _accumulate(dst, krow, src):
+    """``dst[j] += sum_b krow[b] * src[j + b]``: a 1-D 'valid' correlation added into ``dst``."""
+    n, kw = dst.shape[0], krow.shape[0]
+    if n < kw:
+        # Few outputs for a wide kernel: one dot product each.
+        for j in range(n):
+            dst[j] += _dot(krow, src[j : j + kw])
+        return
+    # One pass per tap; zero-based loops over slices have no negative-index wraparound,
+    # so LLVM vectorises them.
+    for b in range(kw):
+        tap = krow[b]
+        shifted = src[b : b + n]
+        for j in range(n):
+            dst[j] += tap * shifted[j]
 
 
 @helper
@@ -91,3 +115,19 @@ def _edge_dot(xrow, krow, start, boundary, fill):
         c = _source(start + b, n, boundary)
         acc += krow[b] * (fill if c < 0 else xrow[c])
     return acc
+
+
+@helper
+def _dot(u, v):
+    """``sum(u * v)`` over four independent partial sums, so consecutive multiply-adds overlap."""
+    n = u.shape[0]
+    s0 = s1 = s2 = s3 = u.dtype.type(0) * v.dtype.type(0)
+    m = n - n % 4
+    for b in range(0, m, 4):
+        s0 += u[b] * v[b]
+        s1 += u[b + 1] * v[b + 1]
+        s2 += u[b + 2] * v[b + 2]
+        s3 += u[b + 3] * v[b + 3]
+    for b in range(m, n):
+        s0 += u[b] * v[b]
+    return (s0 + s1) + (s2 + s3)
