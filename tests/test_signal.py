@@ -296,8 +296,10 @@ def test_large_image_parallel_path(boundary, rng):
         assert_same(fc.correlate2d(in1, in2, mode, boundary), expected.astype(np.float32), rtol=1e-4)
 
 
-def test_wide_rows_cross_column_blocks(rng):
-    in1, in2 = sample(rng, (3, 5000), np.float64), sample(rng, (2, 7), np.float64)
+@pytest.mark.parametrize("shapes", [((3, 5000), (2, 7)), ((2, 2100), (2, 150)), ((1, 40), (1, 300))],
+                         ids=["edge columns one by one", "extended rows", "dot products"])
+def test_wide_rows_cross_column_blocks(shapes, rng):
+    in1, in2 = sample(rng, shapes[0], np.float64), sample(rng, shapes[1], np.float64)
     for mode, boundary in itertools.product(MODES, BOUNDARIES):
         assert_same(fc.convolve2d(in1, in2, mode, boundary, 2.0), scipy.signal.convolve2d(in1, in2, mode, boundary, 2.0))
 
