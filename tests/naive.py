@@ -29,58 +29,48 @@ def extended(x, t, u, boundary, fill):
     return x[t if t < h else 2 * h - 1 - t, u if u < w else 2 * w - 1 - u]
 
 
+def _loops(in1, kernel, mode, boundary, fillvalue, same_pad):
+    """out[i, j] = sum_ab ext(in1)[i + a - p0, j + b - p1] * kernel[a, b], one term at a time."""
+    h, w = in1.shape
+    kh, kw = kernel.shape
+    dtype = np.result_type(in1, kernel)
+    fill = np.array(fillvalue).astype(dtype)[()]
+    if mode == "full":
+        shape, (p0, p1) = (h + kh - 1, w + kw - 1), (kh - 1, kw - 1)
+    elif mode == "same":
+        shape, (p0, p1) = (h, w), same_pad(kh, kw)
+    else:
+        shape, (p0, p1) = (h - kh + 1, w - kw + 1), (0, 0)
+    out = np.zeros(shape, dtype)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            acc = dtype.type(0)
+            for a in range(kh):
+                for b in range(kw):
+                    acc += extended(in1, i + a - p0, j + b - p1, boundary, fill) * kernel[a, b]
+            out[i, j] = acc
+    return out
+
+
+def _smaller(in1, in2):
+    return not (in1.shape[0] >= in2.shape[0] and in1.shape[1] >= in2.shape[1])
+
+
 def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
     """scipy.signal.correlate2d as loops, with a correct swapped complex 'valid' result."""
     in1, in2 = np.asarray(in1), np.asarray(in2)
-    dtype = np.result_type(in1, in2)
-    swapped = mode == "valid" and not (in1.shape[0] >= in2.shape[0] and in1.shape[1] >= in2.shape[1])
-    if swapped:
+    if mode == "valid" and _smaller(in1, in2):
         # corr(a, b)[k] = conj(corr(b, a)[-k])
         return np.conj(correlate2d(in2, in1, mode, boundary, fillvalue)[::-1, ::-1])
-    h, w = in1.shape
-    kh, kw = in2.shape
-    fill = np.array(fillvalue).astype(dtype)[()]
-    if mode == "full":
-        shape, (p0, p1) = (h + kh - 1, w + kw - 1), (kh - 1, kw - 1)
-    elif mode == "same":
-        shape, (p0, p1) = (h, w), ((kh - 1) // 2, (kw - 1) // 2)
-    else:
-        shape, (p0, p1) = (h - kh + 1, w - kw + 1), (0, 0)
-    out = np.zeros(shape, dtype)
-    for i in range(shape[0]):
-        for j in range(shape[1]):
-            acc = dtype.type(0)
-            for a in range(kh):
-                for b in range(kw):
-                    acc += extended(in1, i + a - p0, j + b - p1, boundary, fill) * np.conj(in2[a, b])
-            out[i, j] = acc
-    return out
+    return _loops(in1, np.conj(in2), mode, boundary, fillvalue, lambda kh, kw: ((kh - 1) // 2, (kw - 1) // 2))
 
 
 def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
-    """scipy.signal.convolve2d as loops: convolution is correlation with a flipped kernel."""
+    """scipy.signal.convolve2d as loops: correlation with the kernel flipped (convolution commutes)."""
     in1, in2 = np.asarray(in1), np.asarray(in2)
-    if mode == "valid" and not (in1.shape[0] >= in2.shape[0] and in1.shape[1] >= in2.shape[1]):
+    if mode == "valid" and _smaller(in1, in2):
         in1, in2 = in2, in1
-    h, w = in1.shape
-    kh, kw = in2.shape
-    dtype = np.result_type(in1, in2)
-    fill = np.array(fillvalue).astype(dtype)[()]
-    if mode == "full":
-        shape, (p0, p1) = (h + kh - 1, w + kw - 1), (kh - 1, kw - 1)
-    elif mode == "same":
-        shape, (p0, p1) = (h, w), (kh // 2, kw // 2)
-    else:
-        shape, (p0, p1) = (h - kh + 1, w - kw + 1), (0, 0)
-    out = np.zeros(shape, dtype)
-    for i in range(shape[0]):
-        for j in range(shape[1]):
-            acc = dtype.type(0)
-            for a in range(kh):
-                for b in range(kw):
-                    acc += extended(in1, i + a - p0, j + b - p1, boundary, fill) * in2[kh - 1 - a, kw - 1 - b]
-            out[i, j] = acc
-    return out
+    return _loops(in1, in2[::-1, ::-1], mode, boundary, fillvalue, lambda kh, kw: (kh // 2, kw // 2))
 
 
 def corr2d_grad(X, K, dY):
