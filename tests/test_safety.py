@@ -165,12 +165,8 @@ def test_gil_released_during_long_calls():
         (None, "tbb"),
         ("workqueue", "workqueue"),
         ("omp", "omp"),
-        pytest.param(
-            "tbb", "tbb",
-            marks=pytest.mark.xfail(
-                strict=True, reason="libtbb from the tbb wheel is loaded only when fastcorr picks the layer itself"
-            ),
-        ),
+        ("tbb", "tbb"),
+        ("threadsafe", "tbb"),
     ],
 )
 def test_threading_layer(requested, expected):

@@ -7,8 +7,10 @@ TBB is safe under both, but the ``tbb`` wheel installs ``libtbb.so.12`` into
 ``<prefix>/lib``, where the dynamic loader does not look. Loading it once with
 ``RTLD_GLOBAL`` lets Numba's TBB pool find it.
 
-The choice is left alone when the user set ``NUMBA_THREADING_LAYER`` or when Numba's
-threads are already running (the layer is fixed for the life of the process then).
+The library is loaded in every case, so that a user's own ``NUMBA_THREADING_LAYER`` of
+'tbb', 'safe' or 'threadsafe' finds it too; the choice is left to the user when they set
+that variable, and to Numba when its threads are already running (the layer is fixed for
+the life of the process then).
 """
 
 from __future__ import annotations
@@ -44,14 +46,12 @@ def _tbb_library() -> str | None:
 
 
 def configure() -> str:
-    """Select TBB when possible; return the layer Numba is configured with."""
-    if numba.config.THREADING_LAYER != "default" or parallel._is_initialized:
-        return numba.config.THREADING_LAYER
+    """Make libtbb loadable and select TBB unless the layer is already chosen; return the layer."""
     path = _tbb_library()
-    if path is not None:
-        try:
-            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-        except OSError:
-            return numba.config.THREADING_LAYER
+    try:
+        loaded = path is not None and bool(ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL))
+    except OSError:
+        loaded = False
+    if loaded and numba.config.THREADING_LAYER == "default" and not parallel._is_initialized:
         numba.config.THREADING_LAYER = "tbb"
     return numba.config.THREADING_LAYER
