@@ -25,7 +25,7 @@ from fastcorr._kernels import SERIAL_WORK
 from fastcorr._kernels.corr import FILL, correlate
 
 TESTS = Path(__file__).resolve().parent
-SHAPE, KSHAPE = (256, 256), (3, 3)
+SHAPE, KSHAPE = (512, 512), (3, 3)
 REPEATS = 20
 OMP_FORK_ABORT = "fork() called from a process already using GNU OpenMP"
 

@@ -9,10 +9,11 @@ where ``ext`` extends ``x`` beyond its edges by ``boundary``: ``FILL`` (the valu
 'valid', 'same' and 'full' modes, convolution (a flipped ``k``) and the input gradient
 are all choices of ``p0, p1`` and ``k`` made by the callers.
 
-Each output row belongs to one ``prange`` iteration. Inside a row the output is the
-accumulator: for every tap ``k[a, b]`` one pass adds ``k[a, b] * x[r, j + b - p1]`` over a
-block of columns that stays in L1, a loop LLVM vectorises (or, when the kernel row is
-wider than the block, a dot product per column). Columns whose taps reach past the
+Each output row belongs to one ``prange`` iteration. Inside a row, a block of columns
+that stays in L1 is the accumulator: the first pass assigns the products of the 3x3
+tile ``k[:3, :3]`` with three source rows, and each further pass adds three taps of one
+kernel row (a kernel row wider than the block takes a dot product per column instead).
+These loops run over zero-based slices, so LLVM vectorises them. Columns whose taps reach past the
 left or right edge go through ``_source`` one by one, or, when they are most of the
 row, through a once-extended copy of the source row; rows that fall wholly in the
 fill region add one constant. ``k`` must not be empty.
@@ -55,10 +56,23 @@ def correlate(x, k, out, p0, p1, boundary, fill):
     for i in prange(oh):
         orow = out[i]
         ext = np.empty(min(ow, _BLOCK) + kw - 1 if extend else 0, x.dtype)
+        r0 = _source(i - p0, h, boundary)
+        r1 = _source(i + 1 - p0, h, boundary)
+        r2 = _source(i + 2 - p0, h, boundary)
         for j0 in range(0, ow, _BLOCK):
             j1 = min(j0 + _BLOCK, ow)
-            for j in range(j0, j1):
-                orow[j] = 0
+            c0 = min(max(j0, lo), j1)
+            n = max(min(j1, hi) - c0, 0)
+            start = c0 - p1
+            dst = orow[c0 : c0 + n]
+            # The first pass assigns the 3x3 tile of taps instead of adding to zeros.
+            tiled = not extend and kh >= 3 and kw >= 3 and n >= 3 and r0 >= 0 and r1 >= 0 and r2 >= 0
+            if tiled:
+                _zero(orow[j0:c0])
+                _zero(orow[c0 + n : j1])
+                _tile3x3(dst, k, x[r0][start : start + n + 2], x[r1][start : start + n + 2], x[r2][start : start + n + 2])
+            else:
+                _zero(orow[j0:j1])
             for a in range(kh):
                 krow = k[a]
                 r = _source(i + a - p0, h, boundary)
@@ -66,8 +80,9 @@ def correlate(x, k, out, p0, p1, boundary, fill):
                     const = krow[0] * fill
                     for b in range(1, kw):
                         const += krow[b] * fill
-                    for j in range(j0, j1):
-                        orow[j] += const
+                    block = orow[j0:j1]
+                    for j in range(j1 - j0):
+                        block[j] += const
                     continue
                 xrow = x[r]
                 if extend:
@@ -77,14 +92,37 @@ def correlate(x, k, out, p0, p1, boundary, fill):
                         ext[u] = fill if c < 0 else xrow[c]
                     _accumulate(orow[j0:j1], krow, ext[:m])
                     continue
-                for j in range(j0, min(j1, lo)):
-                    orow[j] += _edge_dot(xrow, krow, j - p1, boundary, fill)
-                for j in range(max(j0, hi), j1):
-                    orow[j] += _edge_dot(xrow, krow, j - p1, boundary, fill)
-                c0 = max(j0, lo)
-                n = min(j1, hi) - c0
+                _edges(orow, xrow, krow, j0, j1, lo, hi, p1, boundary, fill)
                 if n > 0:
-                    _accumulate(orow[c0 : c0 + n], krow, xrow[c0 - p1 : c0 - p1 + n + kw - 1])
+                    skip = 3 if tiled and a < 3 else 0
+                    _accumulate(dst, krow[skip:], xrow[start + skip : start + n + kw - 1])
+
+
+@helper
+def _zero(a):
+    for j in range(a.shape[0]):
+        a[j] = 0
+
+
+@helper
+def _tile3x3(dst, k, s0, s1, s2):
+    """``dst[j] = sum over a, b < 3 of k[a, b] * s_a[j + b]``, all nine taps in registers."""
+    a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
+    b0, b1, b2 = k[1, 0], k[1, 1], k[1, 2]
+    c0, c1, c2 = k[2, 0], k[2, 1], k[2, 2]
+    for j in range(dst.shape[0]):
+        dst[j] = ((a0 * s0[j] + a1 * s0[j + 1] + a2 * s0[j + 2])
+                  + (b0 * s1[j] + b1 * s1[j + 1] + b2 * s1[j + 2])
+                  + (c0 * s2[j] + c1 * s2[j + 1] + c2 * s2[j + 2]))
+
+
+@helper
+def _edges(orow, xrow, krow, j0, j1, lo, hi, p1, boundary, fill):
+    """Add one kernel row's share to the edge columns of the block [j0, j1)."""
+    for j in range(j0, min(j1, lo)):
+        orow[j] += _edge_dot(xrow, krow, j - p1, boundary, fill)
+    for j in range(max(j0, hi), j1):
+        orow[j] += _edge_dot(xrow, krow, j - p1, boundary, fill)
 
 
 @helper
@@ -96,13 +134,19 @@ def _accumulate(dst, krow, src):
         for j in range(n):
             dst[j] += _dot(krow, src[j : j + kw])
         return
-    # One pass per tap; zero-based loops over slices have no negative-index wraparound,
-    # so LLVM vectorises them.
-    for b in range(kw):
-        tap = krow[b]
-        shifted = src[b : b + n]
+    # One pass per three taps, then per leftover tap. Zero-based loops over slices have no
+    # negative-index wraparound checks in their way.
+    m = kw - kw % 3
+    for b in range(0, m, 3):
+        t0, t1, t2 = krow[b], krow[b + 1], krow[b + 2]
+        s = src[b : b + n + 2]
         for j in range(n):
-            dst[j] += tap * shifted[j]
+            dst[j] += t0 * s[j] + t1 * s[j + 1] + t2 * s[j + 2]
+    for b in range(m, kw):
+        tap = krow[b]
+        s = src[b : b + n]
+        for j in range(n):
+            dst[j] += tap * s[j]
 
 
 @helper
