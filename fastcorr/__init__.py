@@ -1,6 +1,10 @@
 """fastcorr: fast, exact 2-D cross-correlation and convolution."""
 
+from fastcorr.conv import conv2d, conv2d_input_grad, conv2d_weight_grad
 from fastcorr.signal import convolve2d, corr2d, corr2d_grad, correlate2d
 
-__all__ = ["corr2d", "corr2d_grad", "correlate2d", "convolve2d"]
+__all__ = [
+    "corr2d", "corr2d_grad", "correlate2d", "convolve2d",
+    "conv2d", "conv2d_input_grad", "conv2d_weight_grad",
+]
 __version__ = "0.1.0"

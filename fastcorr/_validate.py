@@ -40,6 +40,31 @@ def array(value: object, name: str) -> np.ndarray:
     return arr
 
 
+_F32, _F64, _C64, _C128 = (np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
+
+
+def float_dtype(*dtypes: np.dtype) -> np.dtype:
+    """float32 when all are float32 or narrower, complex when any is complex, else float64."""
+    dt = np.result_type(*dtypes)
+    if dt.kind == "c":
+        return _C64 if dt.itemsize <= 8 else _C128
+    return _F32 if dt.kind == "f" and dt.itemsize <= 4 else _F64
+
+
+def pair(value: object, name: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each at least ``minimum``, as a pair."""
+    items = (value, value) if isinstance(value, (int, np.integer)) else value
+    try:
+        first, second = items  # type: ignore[misc]
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (first, second)):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if first < minimum or second < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+    return int(first), int(second)
+
+
 def native(dtype: np.dtype) -> np.dtype:
     """``dtype`` in the machine's byte order."""
     return dtype.newbyteorder("=")

@@ -34,17 +34,6 @@ def _run(x, k, out, p0=0, p1=0, boundary=_corr.FILL, fill=None):
     return out
 
 
-_F32, _F64, _C64, _C128 = (np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
-
-
-def _float_dtype(*dtypes: np.dtype) -> np.dtype:
-    """float32 when all are float32 or narrower, complex when any is complex, else float64."""
-    dt = np.result_type(*dtypes)
-    if dt.kind == "c":
-        return _C64 if dt.itemsize <= 8 else _C128
-    return _F32 if dt.kind == "f" and dt.itemsize <= 4 else _F64
-
-
 def _matrix(value: object, name: str, func: str) -> np.ndarray:
     arr = _validate.array(value, name)
     if arr.ndim != 2:
@@ -103,7 +92,7 @@ def corr2d(X: ArrayLike, K: ArrayLike, *, out: NDArray | None = None) -> NDArray
             f"corr2d: kernel K of shape {K.shape} is larger than X of shape {X.shape}; "
             "corr2d keeps only the 'valid' part, use correlate2d(X, K, mode='full') for the rest"
         )
-    dtype = _float_dtype(X.dtype, K.dtype)
+    dtype = _validate.float_dtype(X.dtype, K.dtype)
     x = _validate.contiguous(X, dtype)
     k = _validate.contiguous(K, dtype)
     out = _validate.output(out, (h - kh + 1, w - kw + 1), dtype, (X, K))
@@ -154,7 +143,7 @@ def corr2d_grad(X: ArrayLike, K: ArrayLike, dY: ArrayLike) -> tuple[NDArray, NDA
         raise ValueError(
             f"corr2d_grad: dY must have the shape of corr2d(X, K), {(h - kh + 1, w - kw + 1)}, got {dY.shape}"
         )
-    dtype = _float_dtype(X.dtype, K.dtype, dY.dtype)
+    dtype = _validate.float_dtype(X.dtype, K.dtype, dY.dtype)
     x = _validate.contiguous(X, dtype)
     dy = _validate.contiguous(dY, dtype)
     flipped = _validate.contiguous(K[::-1, ::-1], dtype)

@@ -1,0 +1,276 @@
+"""conv2d and its two gradients on NCHW arrays, with torch's arguments and results."""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from fastcorr import _validate
+from fastcorr._kernels import conv as _conv
+
+IntPair = int | tuple[int, int]
+Padding = IntPair | Literal["valid", "same"]
+
+
+class _Geometry(NamedTuple):
+    """Validated stride, dilation, padding and groups for one call."""
+
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    groups: int
+
+    def output_size(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
+        return (
+            (h + self.pt + self.pb - self.dh * (kh - 1) - 1) // self.sh + 1,
+            (w + self.pl + self.pr - self.dw * (kw - 1) - 1) // self.sw + 1,
+        )
+
+    def kernel_args(self) -> tuple[int, ...]:
+        return self.sh, self.sw, self.dh, self.dw, self.pt, self.pl, self.groups
+
+
+def _geometry(func, weight_shape, stride, padding, dilation, groups) -> _Geometry:
+    sh, sw = _validate.pair(stride, "stride", 1)
+    dh, dw = _validate.pair(dilation, "dilation", 1)
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"{func}: groups must be a positive int, got {groups!r}")
+    kh, kw = weight_shape[2], weight_shape[3]
+    if isinstance(padding, str):
+        if padding == "valid":
+            pt = pb = pl = pr = 0
+        elif padding == "same":
+            if sh != 1 or sw != 1:
+                raise ValueError(f"{func}: padding='same' is not supported for strided convolutions (stride={stride!r}); "
+                                 "pass explicit padding")
+            th, tw = dh * (kh - 1), dw * (kw - 1)
+            pt, pl = th // 2, tw // 2
+            pb, pr = th - pt, tw - pl
+        else:
+            raise ValueError(f"{func}: padding must be an int, a pair of ints, 'valid' or 'same', got {padding!r}")
+    else:
+        pt, pl = _validate.pair(padding, "padding", 0)
+        pb, pr = pt, pl
+    return _Geometry(sh, sw, dh, dw, pt, pb, pl, pr, int(groups))
+
+
+def _array4(value, name, func):
+    arr = _validate.array(value, name)
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{func}: {name} must be real, got dtype {arr.dtype}")
+    if arr.ndim != 4:
+        raise ValueError(f"{func}: {name} must be 4-D (N, C, H, W layout), got shape {arr.shape}")
+    return arr
+
+
+def _shape4(value, name, func) -> tuple[int, int, int, int]:
+    try:
+        shape = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{func}: {name} must be a sequence of 4 ints, got {value!r}") from None
+    if len(shape) != 4 or min(shape) < 0:
+        raise ValueError(f"{func}: {name} must be 4 non-negative ints, got {value!r}")
+    return shape  # type: ignore[return-value]
+
+
+def _check(func, x_shape, w_shape, geo: _Geometry) -> tuple[int, int, int, int]:
+    """Channel, group and size rules shared by the forward and both gradients; the output shape."""
+    n, c, h, w = x_shape
+    o, cg, kh, kw = w_shape
+    if c != cg * geo.groups:
+        raise ValueError(f"{func}: input has {c} channels but weight expects in_channels = "
+                         f"weight.shape[1] * groups = {cg} * {geo.groups} = {cg * geo.groups}")
+    if o % geo.groups:
+        raise ValueError(f"{func}: out_channels = weight.shape[0] = {o} is not divisible by groups = {geo.groups}")
+    if kh == 0 or kw == 0 or cg == 0:
+        raise ValueError(f"{func}: weight of shape {tuple(w_shape)} is empty")
+    oh, ow = geo.output_size(h, w, kh, kw)
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"{func}: the (dilated) kernel {(geo.dh * (kh - 1) + 1, geo.dw * (kw - 1) + 1)} is larger than the "
+            f"padded input {(h + geo.pt + geo.pb, w + geo.pl + geo.pr)}; pad more or use a smaller kernel"
+        )
+    return n, o, oh, ow
+
+
+def conv2d(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    *,
+    out: NDArray | None = None,
+) -> NDArray:
+    """2-D convolution (cross-correlation) of a batch, as ``torch.nn.functional.conv2d``.
+
+    ``out[n, o, i, j] = bias[o] + sum over c, a, b of
+    weight[o, c, a, b] * x[n, g * C/groups + c, i * sh + a * dh - pt, j * sw + b * dw - pl]``,
+    with ``g`` the group of output channel ``o`` and zeros outside the image.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, H, W)
+    weight : array_like, shape (O, C // groups, kh, kw)
+    bias : array_like, shape (O,), optional
+    stride, dilation : int or (int, int)
+        At least 1.
+    padding : int, (int, int), 'valid' or 'same'
+        Zeros added on each side; 'same' pads ``dilation * (k - 1)`` in total per
+        dimension, the odd one at the bottom/right, and needs stride 1.
+    groups : int
+        Splits the input and output channels into ``groups`` independent convolutions
+        (``groups == C == O`` is depthwise).
+    out : ndarray, optional
+        A C-contiguous buffer of the output's shape and dtype, reused across calls.
+
+    Returns
+    -------
+    ndarray, shape (N, O, H', W')
+        float32 when every input is float32 (or a narrower float), float64 otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcorr as fc
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> fc.conv2d(x, np.ones((1, 1, 2, 2)), bias=[0.5], stride=2)
+    array([[[[10.5, 18.5],
+             [42.5, 50.5]]]])
+    """
+    x = _array4(x, "x", "conv2d")
+    weight = _array4(weight, "weight", "conv2d")
+    geo = _geometry("conv2d", weight.shape, stride, padding, dilation, groups)
+    shape = _check("conv2d", x.shape, weight.shape, geo)
+    arrays = [x.dtype, weight.dtype]
+    if bias is not None:
+        bias = _validate.array(bias, "bias")
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), one value per output channel, "
+                             f"got {bias.shape}")
+        arrays.append(bias.dtype)
+    dtype = _real_dtype(*arrays)
+    b = np.zeros(weight.shape[0], dtype) if bias is None else _validate.contiguous(bias, dtype)
+    out = _validate.output(out, shape, dtype, (x, weight))
+    xc, wc = _validate.contiguous(x, dtype), _validate.contiguous(weight, dtype)
+    work = out.size * weight[0].size
+    _conv.forward.pick(work)(xc, wc, b, out, *geo.kernel_args())
+    return out
+
+
+def conv2d_input_grad(
+    input_shape,
+    weight: ArrayLike,
+    grad_output: ArrayLike,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> NDArray:
+    """Gradient of :func:`conv2d` with respect to its input, as ``torch.nn.grad.conv2d_input``.
+
+    Parameters
+    ----------
+    input_shape : sequence of 4 ints
+        (N, C, H, W) of the forward input.
+    weight : array_like, shape (O, C // groups, kh, kw)
+    grad_output : array_like, shape (N, O, H', W')
+        The gradient of the loss with respect to the forward output.
+    stride, padding, dilation, groups
+        As the forward call.
+
+    Returns
+    -------
+    ndarray, shape ``input_shape``
+        In the dtype rule of :func:`conv2d` for ``weight`` and ``grad_output``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcorr as fc
+    >>> fc.conv2d_input_grad((1, 1, 3, 3), np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2)))
+    array([[[[1., 2., 1.],
+             [2., 4., 2.],
+             [1., 2., 1.]]]])
+    """
+    func = "conv2d_input_grad"
+    input_shape = _shape4(input_shape, "input_shape", func)
+    weight = _array4(weight, "weight", func)
+    grad_output = _array4(grad_output, "grad_output", func)
+    geo = _geometry(func, weight.shape, stride, padding, dilation, groups)
+    _expect_grad_output(func, _check(func, input_shape, weight.shape, geo), grad_output)
+    dtype = _real_dtype(weight.dtype, grad_output.dtype)
+    dx = np.empty(input_shape, dtype)
+    work = grad_output.size * weight[0].size
+    _conv.input_grad.pick(work)(
+        _validate.contiguous(grad_output, dtype), _validate.contiguous(weight, dtype), dx, *geo.kernel_args()
+    )
+    return dx
+
+
+def conv2d_weight_grad(
+    input: ArrayLike,
+    weight_shape,
+    grad_output: ArrayLike,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> NDArray:
+    """Gradient of :func:`conv2d` with respect to its weight, as ``torch.nn.grad.conv2d_weight``.
+
+    Parameters
+    ----------
+    input : array_like, shape (N, C, H, W)
+        The forward input.
+    weight_shape : sequence of 4 ints
+        (O, C // groups, kh, kw).
+    grad_output : array_like, shape (N, O, H', W')
+    stride, padding, dilation, groups
+        As the forward call.
+
+    Returns
+    -------
+    ndarray, shape ``weight_shape``
+        In the dtype rule of :func:`conv2d` for ``input`` and ``grad_output``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastcorr as fc
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
+    >>> fc.conv2d_weight_grad(x, (1, 1, 2, 2), np.ones((1, 1, 2, 2)))
+    array([[[[ 8., 12.],
+             [20., 24.]]]])
+    """
+    func = "conv2d_weight_grad"
+    x = _array4(input, "input", func)
+    weight_shape = _shape4(weight_shape, "weight_shape", func)
+    grad_output = _array4(grad_output, "grad_output", func)
+    geo = _geometry(func, weight_shape, stride, padding, dilation, groups)
+    _expect_grad_output(func, _check(func, x.shape, weight_shape, geo), grad_output)
+    dtype = _real_dtype(x.dtype, grad_output.dtype)
+    dw = np.empty(weight_shape, dtype)
+    work = grad_output.size * dw[0].size
+    _conv.weight_grad.pick(work)(
+        _validate.contiguous(x, dtype), _validate.contiguous(grad_output, dtype), dw, *geo.kernel_args()
+    )
+    return dw
+
+
+def _real_dtype(*dtypes: np.dtype) -> np.dtype:
+    return _validate.float_dtype(*dtypes)
+
+
+def _expect_grad_output(func, shape, grad_output):
+    if grad_output.shape != shape:
+        raise ValueError(f"{func}: grad_output must have the forward output's shape {shape}, got {grad_output.shape}")
