@@ -45,10 +45,21 @@ _F32, _F64, _C64, _C128 = (np.dtype(t) for t in (np.float32, np.float64, np.comp
 
 def float_dtype(*dtypes: np.dtype) -> np.dtype:
     """float32 when all are float32 or narrower, complex when any is complex, else float64."""
+    try:
+        return _FLOAT_DTYPES[dtypes]
+    except KeyError:
+        pass
     dt = np.result_type(*dtypes)
     if dt.kind == "c":
-        return _C64 if dt.itemsize <= 8 else _C128
-    return _F32 if dt.kind == "f" and dt.itemsize <= 4 else _F64
+        result = _C64 if dt.itemsize <= 8 else _C128
+    else:
+        result = _F32 if dt.kind == "f" and dt.itemsize <= 4 else _F64
+    if len(_FLOAT_DTYPES) < 1024:
+        _FLOAT_DTYPES[dtypes] = result
+    return result
+
+
+_FLOAT_DTYPES: dict[tuple[np.dtype, ...], np.dtype] = {}
 
 
 def pair(value: object, name: str, minimum: int) -> tuple[int, int]:

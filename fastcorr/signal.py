@@ -21,16 +21,16 @@ _BOUNDARIES = {
     "symm": _corr.SYMM, "symmetric": _corr.SYMM,
 }
 _METHODS = {"auto": "auto", "direct": "direct", "fft": "fft"}
+_BOUNDARY_ERROR = "Acceptable boundary flags are 'fill', 'circular' (or 'wrap'), and 'symmetric' (or 'symm')"
 
 
-def _run(x, k, out, p0=0, p1=0, boundary=_corr.FILL, fill=None):
+def _run(x, k, out, p0=0, p1=0, boundary=_corr.FILL, fill=0):
     """out[i, j] = sum_ab k[a, b] * ext(x)[i + a - p0, j + b - p1] on contiguous arrays."""
-    if k.size == 0 or out.size == 0:
+    work = out.size * k.size
+    if work:
+        _corr.correlate.pick(work)(x, k, out, p0, p1, boundary, out.dtype.type(fill))
+    else:
         out[...] = 0
-        return out
-    if fill is None:
-        fill = out.dtype.type(0)
-    _corr.correlate.pick(out.size * k.size)(x, k, out, p0, p1, boundary, fill)
     return out
 
 
@@ -259,17 +259,17 @@ def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
     if swapped:
         in1, in2 = in2, in1
     mode = _validate.choice(mode, "mode", _MODES, "Acceptable mode flags are 'valid', 'same', or 'full'")
-    boundary = _validate.choice(
-        boundary, "boundary", _BOUNDARIES,
-        "Acceptable boundary flags are 'fill', 'circular' (or 'wrap'), and 'symmetric' (or 'symm')",
-    )
-    method = _validate.choice(method, "method", _METHODS)
-    dtype = _validate.native(np.result_type(in1, in2))
+    boundary = _validate.choice(boundary, "boundary", _BOUNDARIES, _BOUNDARY_ERROR)
+    if method != "auto":
+        method = _validate.choice(method, "method", _METHODS)
+    dtype = np.result_type(in1, in2)
     if dtype not in _validate.KERNEL_DTYPES:
-        raise ValueError(
-            f"{func} not available for dtype {dtype}: it supports integers, float32, float64, "
-            "complex64 and complex128; cast the inputs, e.g. in1.astype(np.float64)"
-        )
+        dtype = _validate.native(dtype)
+        if dtype not in _validate.KERNEL_DTYPES:
+            raise ValueError(
+                f"{func} not available for dtype {dtype}: it supports integers, float32, float64, "
+                "complex64 and complex128; cast the inputs, e.g. in1.astype(np.float64)"
+            )
     if boundary != _corr.FILL or (fillvalue == 0 and type(fillvalue) is int):
         fill = dtype.type(0)
     else:
@@ -286,11 +286,11 @@ def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
         raise ValueError(f"{func}: in1 of shape {in1.shape} and in2 of shape {in2.shape} give no output in mode={mode!r}")
     if boundary != _corr.FILL and in1.size == 0 and in2.size > 0 and 0 not in shape:
         raise ValueError(f"{func}: boundary={boundary!r} cannot extend an empty in1 of shape {in1.shape}; use 'fill'")
-    x = _validate.contiguous(in1, dtype)
+    x = np.ascontiguousarray(in1, dtype)
     if convolve:
-        k = _validate.contiguous(in2[::-1, ::-1], dtype)
+        k = np.ascontiguousarray(in2[::-1, ::-1], dtype)
     else:
-        k = _validate.contiguous(np.conjugate(in2) if dtype.kind == "c" else in2, dtype)
+        k = np.ascontiguousarray(np.conjugate(in2) if dtype.kind == "c" else in2, dtype)
     out = np.empty(shape, dtype)
     if method == "fft":
         _fft_correlate(func, x, k, out, pad, boundary, fill)
