@@ -1,4 +1,4 @@
-"""``python -m fastcorr demo``: the chapter "Convolutional layer", replayed with fastcorr."""
+"""``python -m fastcorr demo`` replays the chapter "Convolutional layer"; ``bench`` times fastcorr against its peers."""
 
 from __future__ import annotations
 
@@ -70,9 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser = commands.add_parser("demo", help="replay the chapter's examples and timing")
     demo_parser.add_argument("--size", type=int, default=256, help="image side for the timing (default 256)")
     demo_parser.add_argument("--rounds", type=int, default=3, help="timed runs of the Python loops (default 3)")
+    bench_parser = commands.add_parser("bench", help="time fastcorr against scipy, OpenCV and torch side by side")
+    bench_parser.add_argument("--quick", action="store_true", help="fewer cases")
+    bench_parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds per case (default 9)")
+    bench_parser.add_argument("--plot", metavar="FILE.png", help="draw speed-up against image size")
     args = parser.parse_args(argv)
-    if args.size < 3 or args.rounds < 1:
-        parser.error("--size must be at least 3 and --rounds at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.command == "bench":
+        from fastcorr import _bench
+
+        _bench.run(args.quick, args.rounds, args.plot)
+        return 0
+    if args.size < 3:
+        parser.error("--size must be at least 3")
     demo(args.size, args.rounds)
     return 0
 

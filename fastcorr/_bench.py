@@ -1,0 +1,173 @@
+"""``python -m fastcorr bench``: fastcorr against scipy, OpenCV and torch, side by side.
+
+Every case times each implementation once per round, in turn, so that a slow moment of
+the machine hits them all alike; the table shows medians and ratios of medians. Peers
+that are not installed are left out. Two machine limits are measured in the same run:
+``np.copyto`` of the image (memory) and a 2048x2048 float32 ``a @ a`` (compute).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+import fastcorr as fc
+
+#: (image side, kernel side) for single images; the 6x8 image with a 1x2 kernel is the chapter's.
+SINGLE = [((6, 8), (1, 2)), ((64, 64), (3, 3)), ((512, 512), (3, 3)), ((512, 512), (5, 5)),
+          ((1024, 1024), (3, 3)), ((2048, 2048), (3, 3)), ((2048, 2048), (5, 5)),
+          ((4096, 4096), (3, 3)), ((1024, 1024), (15, 15))]
+QUICK = [((6, 8), (1, 2)), ((64, 64), (3, 3)), ((512, 512), (3, 3)), ((2048, 2048), (3, 3)), ((1024, 1024), (15, 15))]
+#: Direct scipy.signal.correlate2d is skipped above this many multiply-adds (it would take minutes).
+SCIPY_LIMIT = 3e9
+
+
+@dataclass
+class Case:
+    label: str
+    macs: float
+    impls: dict[str, Callable[[], object]]
+    medians: dict[str, float] = field(default_factory=dict)
+
+
+def _optional(name):
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+def _time(func: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+def measure(case: Case, rounds: int, budget: float = 3.0) -> Case:
+    """Interleaved rounds; an implementation slower than ``budget`` / rounds gets fewer runs."""
+    first = {name: _time(f) for name, f in case.impls.items()}
+    times: dict[str, list[float]] = {name: [] for name in case.impls}
+    for r in range(rounds):
+        for name, f in case.impls.items():
+            if r == 0 or first[name] * (r + 1) <= budget:
+                times[name].append(_time(f))
+    case.medians = {name: statistics.median(t) for name, t in times.items()}
+    return case
+
+
+def single_cases(sizes, dtype) -> list[Case]:
+    scipy_signal = _optional("scipy.signal") and __import__("scipy.signal").signal
+    cv2 = _optional("cv2")
+    torch = _optional("torch")
+    rng = np.random.default_rng(0)
+    cases = []
+    for (h, w), (kh, kw) in sizes:
+        x = rng.standard_normal((h, w)).astype(dtype)
+        k = rng.standard_normal((kh, kw)).astype(dtype)
+        out = np.empty((h - kh + 1, w - kw + 1), dtype)
+        impls: dict[str, Callable[[], object]] = {"fastcorr": lambda x=x, k=k: fc.corr2d(x, k)}
+        if scipy_signal is not None and out.size * k.size <= SCIPY_LIMIT:
+            impls["scipy"] = lambda x=x, k=k: scipy_signal.correlate2d(x, k, "valid")
+        if cv2 is not None:
+            impls["cv2"] = lambda x=x, k=k: cv2.filter2D(x, -1, k)
+        if torch is not None:
+            tx, tk = torch.from_numpy(x)[None, None], torch.from_numpy(k)[None, None]
+            impls["torch"] = lambda tx=tx, tk=tk: torch.nn.functional.conv2d(tx, tk)
+        if h * w >= 1 << 20:
+            copy = np.empty_like(x)
+            impls["np.copyto"] = lambda x=x, copy=copy: np.copyto(copy, x)
+        cases.append(Case(f"{h}x{w} {kh}x{kw} {np.dtype(dtype).name}", out.size * k.size, impls))
+    return cases
+
+
+def gemm_rate(rounds: int = 5) -> float:
+    """GFLOP/s of a 2048x2048 float32 matrix product (BLAS, all cores)."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+    a @ a
+    return 2 * 2048**3 / statistics.median(_time(lambda: a @ a) for _ in range(rounds)) / 1e9
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = [f"numpy {np.__version__}", f"numba {numba.__version__}"]
+    for name in ("scipy", "cv2", "torch"):
+        module = _optional(name)
+        if module is not None:
+            versions.append(f"{name} {module.__version__}")
+    return (f"{datetime.date.today()}, {model}, {os.cpu_count()} cores, "
+            f"{numba.config.NUMBA_NUM_THREADS} threads; " + ", ".join(versions))
+
+
+def table(cases: list[Case]) -> str:
+    """Medians in ms and, per peer, fastcorr's time as a fraction of the peer's."""
+    peers = sorted({name for case in cases for name in case.impls} - {"fastcorr"},
+                   key=["scipy", "cv2", "torch", "np.copyto"].index)
+    head = f"| case | fastcorr ms | " + " | ".join(f"{p} ms (fastcorr/{p})" for p in peers) + " |"
+    rows = [head, "|" + "---|" * (2 + len(peers))]
+    for case in cases:
+        ours = case.medians["fastcorr"]
+        cells = []
+        for peer in peers:
+            t = case.medians.get(peer)
+            cells.append("" if t is None else f"{t * 1e3:.3f} ({ours / t:.2f}x)")
+        rows.append(f"| {case.label} | {ours * 1e3:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def plot(cases: list[Case], path: str) -> None:
+    """Speed-up over each peer against image size, one panel per kernel size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kernels = sorted({c.label.split()[1] for c in cases}, key=lambda s: int(s.split("x")[0]))
+    fig, axes = plt.subplots(1, len(kernels), figsize=(4 * len(kernels), 3.5), squeeze=False)
+    for ax, kernel in zip(axes[0], kernels):
+        chosen = [c for c in cases if c.label.split()[1] == kernel]
+        for peer, dtype in [(p, d) for p in ("scipy", "cv2", "torch") for d in ("float32", "float64")]:
+            points = [(int(c.label.split("x")[0]) * int(c.label.split()[0].split("x")[1]),
+                       c.medians[peer] / c.medians["fastcorr"])
+                      for c in chosen if peer in c.medians and c.label.endswith(dtype)]
+            if points:
+                ax.plot(*zip(*sorted(points)), marker="o", label=f"{peer} {dtype}",
+                        linestyle="-" if dtype == "float32" else "--")
+        ax.axhline(1, color="grey", lw=0.8)
+        ax.set(xscale="log", yscale="log", title=f"kernel {kernel}", xlabel="image pixels",
+               ylabel="speed-up of fastcorr (peer time / fastcorr time)")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def run(quick: bool = False, rounds: int = 9, plot_path: str | None = None, echo=print) -> list[Case]:
+    echo(f"fastcorr bench: {machine()}")
+    echo(f"threading layer: {numba.config.THREADING_LAYER}; GEMM reference: {gemm_rate():.0f} GFLOP/s (float32)")
+    cases = []
+    for dtype in (np.float32, np.float64):
+        for case in single_cases(QUICK if quick else SINGLE, dtype):
+            cases.append(measure(case, rounds))
+    echo(table(cases))
+    for case in cases:
+        if case.macs >= 1e8:
+            echo(f"{case.label}: fastcorr {2 * case.macs / case.medians['fastcorr'] / 1e9:.1f} GFLOP/s")
+    if plot_path:
+        if _optional("matplotlib") is None:
+            echo("--plot needs matplotlib: pip install matplotlib")
+        else:
+            plot(cases, plot_path)
+            echo(f"wrote {plot_path}")
+    return cases
