@@ -35,3 +35,32 @@ def test_module_entry_point():
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
     assert "corr2d(X, K)" in result.stdout
+
+
+def test_bench_prints_a_table_of_medians_and_ratios(monkeypatch, capsys, tmp_path):
+    from fastcorr import _bench
+
+    monkeypatch.setattr(_bench, "QUICK", [((6, 8), (1, 2)), ((40, 40), (3, 3))])
+    png = tmp_path / "bench.png"
+    matplotlib = None
+    try:
+        import matplotlib
+    except ImportError:
+        pass
+    assert main(["bench", "--quick", "--rounds", "2"] + (["--plot", str(png)] if matplotlib else [])) == 0
+    text = capsys.readouterr().out
+    assert "GEMM reference" in text
+    assert "| 6x8 1x2 float32 |" in text and "| 40x40 3x3 float64 |" in text
+    assert "scipy ms (fastcorr/scipy)" in text
+    if matplotlib:
+        assert png.stat().st_size > 1000
+
+
+def test_measure_interleaves_and_takes_medians():
+    from fastcorr import _bench
+
+    calls = []
+    case = _bench.Case("c", 1.0, {"fastcorr": lambda: calls.append("a"), "peer": lambda: calls.append("b")})
+    _bench.measure(case, rounds=3)
+    assert calls == ["a", "b"] * 4
+    assert set(case.medians) == {"fastcorr", "peer"}
