@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -85,3 +87,71 @@ def corr2d_grad(X, K, dY):
             dX[i : i + h, j : j + w] += dY[i, j] * K
             dK += dY[i, j] * X[i : i + h, j : j + w]
     return dX, dK
+
+
+def _pair(v):
+    return (int(v), int(v)) if np.ndim(v) == 0 else (int(v[0]), int(v[1]))
+
+
+def _conv_terms(x_shape, w_shape, stride, padding, dilation, groups):
+    """conv2d's geometry: the zero padding per side, the output shape, and every product.
+
+    Each product is (index into the padded input, index into weight, index into the output).
+    """
+    N, C, H, W = x_shape
+    O, Cg, kh, kw = w_shape
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    if isinstance(padding, str) and padding == "valid":
+        pads = ((0, 0), (0, 0))
+    elif isinstance(padding, str) and padding == "same":
+        if (sh, sw) != (1, 1):
+            raise ValueError("padding='same' is not supported for strided convolutions")
+        pads = tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for d, k in ((dh, kh), (dw, kw)))
+    else:
+        pads = tuple((p, p) for p in _pair(padding))
+    (top, bottom), (left, right) = pads
+    Ho = (H + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + left + right - dw * (kw - 1) - 1) // sw + 1
+    assert C == Cg * groups and O % groups == 0 and Ho > 0 and Wo > 0
+    terms = (
+        ((n, o // (O // groups) * Cg + c, i * sh + a * dh, j * sw + b * dw), (o, c, a, b), (n, o, i, j))
+        for n, o, i, j, c, a, b in itertools.product(range(N), range(O), range(Ho), range(Wo), range(Cg), range(kh), range(kw))
+    )
+    return ((0, 0), (0, 0)) + pads, (N, O, Ho, Wo), terms
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """torch.nn.functional.conv2d as loops: y[n, o, i, j] = bias[o] + sum of xpad[n, c, i*s + a*d, j*s + b*d] * weight[o, c, a, b]."""
+    x, weight = np.asarray(x, np.float64), np.asarray(weight, np.float64)
+    pads, shape, terms = _conv_terms(x.shape, weight.shape, stride, padding, dilation, groups)
+    xpad = np.pad(x, pads)
+    y = np.zeros(shape)
+    for xi, wi, yi in terms:
+        y[yi] += xpad[xi] * weight[wi]
+    if bias is not None:
+        y += np.asarray(bias, np.float64)[:, None, None]
+    return y
+
+
+def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """d sum(conv2d(x, weight) * grad_output) / dx by the chain rule, one product at a time."""
+    weight, dy = np.asarray(weight, np.float64), np.asarray(grad_output, np.float64)
+    pads, shape, terms = _conv_terms(tuple(input_shape), weight.shape, stride, padding, dilation, groups)
+    assert dy.shape == shape
+    dxpad = np.zeros([n + lo + hi for n, (lo, hi) in zip(input_shape, pads)])
+    for xi, wi, yi in terms:
+        dxpad[xi] += dy[yi] * weight[wi]
+    (top, _), (left, _) = pads[2:]
+    return dxpad[:, :, top : top + input_shape[2], left : left + input_shape[3]]
+
+
+def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """d sum(conv2d(input, weight) * grad_output) / dweight by the chain rule, one product at a time."""
+    x, dy = np.asarray(input, np.float64), np.asarray(grad_output, np.float64)
+    pads, shape, terms = _conv_terms(x.shape, tuple(weight_shape), stride, padding, dilation, groups)
+    assert dy.shape == shape
+    xpad = np.pad(x, pads)
+    dw = np.zeros(weight_shape)
+    for xi, wi, yi in terms:
+        dw[wi] += xpad[xi] * dy[yi]
+    return dw
