@@ -44,16 +44,18 @@ _F32, _F64, _C64, _C128 = (np.dtype(t) for t in (np.float32, np.float64, np.comp
 
 
 def float_dtype(*dtypes: np.dtype) -> np.dtype:
-    """float32 when all are float32 or narrower, complex when any is complex, else float64."""
+    """float32 when every input is float32 or a narrower float, complex when any is complex,
+    else float64: bools and integers count as float64, so integer data never overflows."""
     try:
         return _FLOAT_DTYPES[dtypes]
     except KeyError:
         pass
-    dt = np.result_type(*dtypes)
-    if dt.kind == "c":
-        result = _C64 if dt.itemsize <= 8 else _C128
+    kinds = {dt.kind for dt in dtypes}
+    wide = any(dt.kind in "biu" or dt.itemsize > (8 if dt.kind == "c" else 4) for dt in dtypes)
+    if "c" in kinds:
+        result = _C128 if wide or any(dt.kind == "f" and dt.itemsize > 4 for dt in dtypes) else _C64
     else:
-        result = _F32 if dt.kind == "f" and dt.itemsize <= 4 else _F64
+        result = _F64 if wide else _F32
     if len(_FLOAT_DTYPES) < 1024:
         _FLOAT_DTYPES[dtypes] = result
     return result

@@ -7,7 +7,8 @@ does. Each ``prange`` task owns one output plane (or one weight slice) outright.
 
 Inside, every loop walks output rows and, per tap, the span of output columns whose
 input column ``j * sw + b * dw - pl`` is inside the image (:func:`_span`), so padding
-costs nothing and no padded copy exists.
+costs nothing and no padded copy exists; only an inf or NaN meeting the zero padding
+is carried to the output (``0 * inf`` is NaN), as a padded copy would.
 """
 
 from __future__ import annotations
@@ -26,6 +27,24 @@ def _span(offset, stride, width, count):
         lo += 1
     hi = min(count, (width - 1 - offset) // stride + 1) if width - 1 - offset >= 0 else 0
     return lo, max(lo, hi)
+
+
+@helper
+def _padding_products(row):
+    """``sum(row * 0)``: zero, or NaN where ``row`` meets the zero padding with an inf or NaN."""
+    acc = row.dtype.type(0)
+    for j in range(row.shape[0]):
+        acc += row[j] * 0
+    return acc
+
+
+@helper
+def _add_padding_product(dst, tap):
+    """Add ``tap * 0`` (the tap on the zero padding) to ``dst`` when it is NaN, as IEEE says."""
+    product = tap * 0
+    if product != product:
+        for j in range(dst.shape[0]):
+            dst[j] += product
 
 
 @kernel
@@ -48,12 +67,16 @@ def forward(x, w, bias, out, sh, sw, dh, dw, pt, pl, groups):
                 for a in range(kh):
                     y = i * sh + a * dh - pt
                     if y < 0 or y >= h:
+                        for b in range(kw):
+                            _add_padding_product(orow, wc[a, b])
                         continue
                     xrow = xc[y]
                     for b in range(kw):
                         offset = b * dw - pl
                         lo, hi = _span(offset, sw, width, ow)
                         tap = wc[a, b]
+                        _add_padding_product(orow[:lo], tap)
+                        _add_padding_product(orow[hi:], tap)
                         dst = orow[lo:hi]
                         src = xrow[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
                         for j in range(hi - lo):
@@ -110,6 +133,11 @@ def weight_grad(x, dy, dwt, sh, sw, dh, dw, pt, pl, groups):
                 for n in range(n_batch):
                     for i in range(oh):
                         y = i * sh + a * dh - pt
-                        if 0 <= y < h and hi > lo:
-                            acc += _dot(dy[n, o, i, lo:hi], x[n, c, y, lo * sw + offset : (hi - 1) * sw + offset + 1 : sw])
+                        dyrow = dy[n, o, i]
+                        if y < 0 or y >= h:
+                            acc += _padding_products(dyrow)
+                            continue
+                        acc += _padding_products(dyrow[:lo]) + _padding_products(dyrow[hi:])
+                        if hi > lo:
+                            acc += _dot(dyrow[lo:hi], x[n, c, y, lo * sw + offset : (hi - 1) * sw + offset + 1 : sw])
                 dwt[o, cc, a, b] = acc
