@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastcorr.__main__ import chapter_corr2d, main
+from fastcorr.__main__ import chapter_corr2d, main, train
 
 
 def test_chapter_loops_are_the_textbook_function():
@@ -19,6 +19,46 @@ def test_demo_prints_the_chapter(capsys):
     assert "[ 0.  1.  0.  0.  0. -1.  0.]" in text
     assert "[-1. -1. -1. -1. -1. -1.]" in text
     assert "faster, with the same result" in text
+    assert "epoch 1, loss" in text and "epoch 10, loss" in text
+    assert "learned kernel" in text
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_training_replay_learns_the_edge_kernel(seed, capsys):
+    learned = train(seed=seed)
+    np.testing.assert_allclose(learned, [[1.0, -1.0]], atol=0.05)
+    losses = [float(line.split("loss ")[1]) for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    assert len(losses) == 10 and losses == sorted(losses, reverse=True)
+
+
+@pytest.mark.parametrize("edges, kernel, expected", [
+    ("horizontal", None, [[1.0], [-1.0]]),
+    ("vertical", (2, 2), None),
+    ("diagonal", None, [[0.0, 1.0], [-1.0, 0.0]]),
+])
+def test_training_replay_exercises(edges, kernel, expected, capsys):
+    learned = train(edges, kernel, epochs=200)
+    losses = [float(line.split("loss ")[1]) for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    assert losses[-1] < 1e-3 * losses[0]
+    if expected is not None:
+        np.testing.assert_allclose(learned, expected, atol=0.05)
+    else:
+        # Every row of the image is the same, so only the column sums of a 2x2 kernel are determined.
+        np.testing.assert_allclose(learned.sum(axis=0), [1.0, -1.0], atol=0.05)
+
+
+def test_training_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "edges.png"
+    train(plot=str(path))
+    assert path.stat().st_size > 1000
+    assert f"wrote {path}" in capsys.readouterr().out
+
+
+def test_training_plot_without_matplotlib(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit, match="--plot needs matplotlib: pip install matplotlib"):
+        train(plot=str(tmp_path / "edges.png"))
 
 
 def test_bad_arguments_are_refused(capsys):
@@ -27,6 +67,12 @@ def test_bad_arguments_are_refused(capsys):
     assert "--size must be at least 3" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([])
+    with pytest.raises(SystemExit):
+        main(["demo", "--edges", "diagonal", "--kernel", "1x2"])
+    assert "--kernel 1x2 is smaller than the diagonal edge kernel 2x2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["demo", "--kernel", "2by2"])
+    assert "expected HxW" in capsys.readouterr().err
 
 
 @pytest.mark.slow
