@@ -26,6 +26,8 @@ SINGLE = [((6, 8), (1, 2)), ((64, 64), (3, 3)), ((512, 512), (3, 3)), ((512, 512
           ((1024, 1024), (3, 3)), ((2048, 2048), (3, 3)), ((2048, 2048), (5, 5)),
           ((4096, 4096), (3, 3)), ((1024, 1024), (15, 15))]
 QUICK = [((6, 8), (1, 2)), ((64, 64), (3, 3)), ((512, 512), (3, 3)), ((2048, 2048), (3, 3)), ((1024, 1024), (15, 15))]
+#: Batched layers (N, C, H, W, O, k, padding), against torch.
+BATCHED = [(64, 1, 28, 28, 6, 5, 0), (32, 16, 32, 32, 32, 3, 1), (8, 64, 56, 56, 64, 3, 1)]
 #: Direct scipy.signal.correlate2d is skipped above this many multiply-adds (it would take minutes).
 SCIPY_LIMIT = 3e9
 
@@ -86,6 +88,69 @@ def single_cases(sizes, dtype) -> list[Case]:
             impls["np.copyto"] = lambda x=x, copy=copy: np.copyto(copy, x)
         cases.append(Case(f"{h}x{w} {kh}x{kw} {np.dtype(dtype).name}", out.size * k.size, impls))
     return cases
+
+
+def batched_cases(dtype) -> list[Case]:
+    """conv2d forward, and forward + both gradients, against torch's."""
+    torch = _optional("torch")
+    if torch is None:
+        return []
+    F = torch.nn.functional
+    rng = np.random.default_rng(0)
+    cases = []
+    for n, c, h, w, o, k, pad in BATCHED:
+        x = rng.standard_normal((n, c, h, w)).astype(dtype)
+        weight = rng.standard_normal((o, c, k, k)).astype(dtype)
+        y = fc.conv2d(x, weight, padding=pad)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        tx, tw, tdy = torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(dy)
+
+        def ours(x=x, weight=weight, dy=dy, pad=pad):
+            fc.conv2d(x, weight, padding=pad)
+            fc.conv2d_input_grad(x.shape, weight, dy, padding=pad)
+            fc.conv2d_weight_grad(x, weight.shape, dy, padding=pad)
+
+        def theirs(tx=tx, tw=tw, tdy=tdy, pad=pad):
+            F.conv2d(tx, tw, padding=pad)
+            torch.nn.grad.conv2d_input(tx.shape, tw, tdy, padding=pad)
+            torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, padding=pad)
+
+        label = f"N{n} C{c} {h}x{w} O{o} {k}x{k} pad {pad} {np.dtype(dtype).name}"
+        macs = y.size * c * k * k
+        cases.append(Case(f"{label} forward", macs, {
+            "fastcorr": lambda x=x, weight=weight, pad=pad: fc.conv2d(x, weight, padding=pad),
+            "torch": lambda tx=tx, tw=tw, pad=pad: F.conv2d(tx, tw, padding=pad)}))
+        cases.append(Case(f"{label} fwd+grads", 3 * macs, {"fastcorr": ours, "torch": theirs}))
+    return cases
+
+
+def training_step_case() -> list[Case]:
+    """The chapter's step on the 6x8 image: forward, backward, SGD update."""
+    torch = _optional("torch")
+    if torch is None:
+        return []
+    X = np.ones((1, 1, 6, 8), np.float32)
+    X[..., 2:6] = 0
+    Y = fc.corr2d(X[0, 0], [[1.0, -1.0]]).reshape(1, 1, 6, 7)
+    layer = fc.Conv2D((1, 2), bias=False)
+    opt = fc.SGD(layer.parameters(), lr=3e-2)
+    tlayer = torch.nn.Conv2d(1, 1, (1, 2), bias=False)
+    topt = torch.optim.SGD(tlayer.parameters(), lr=3e-2)
+    tX, tY = torch.from_numpy(X), torch.from_numpy(Y)
+
+    def ours():
+        Y_hat = layer(X)
+        opt.zero_grad()
+        layer.backward(2 * (Y_hat - Y))
+        opt.step()
+
+    def theirs():
+        loss = ((tlayer(tX) - tY) ** 2).sum()
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+
+    return [Case("training step 6x8 1x2 float32", 42 * 2, {"fastcorr": ours, "torch": theirs})]
 
 
 def gemm_rate(rounds: int = 5) -> float:
@@ -160,6 +225,12 @@ def run(quick: bool = False, rounds: int = 9, plot_path: str | None = None, echo
     for dtype in (np.float32, np.float64):
         for case in single_cases(QUICK if quick else SINGLE, dtype):
             cases.append(measure(case, rounds))
+    torch = _optional("torch")
+    if torch is not None:
+        torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        for dtype in (np.float32, np.float64):
+            cases += [measure(case, rounds) for case in batched_cases(dtype)]
+        cases += [measure(case, rounds) for case in training_step_case()]
     echo(table(cases))
     for case in cases:
         if case.macs >= 1e8:

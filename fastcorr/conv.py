@@ -163,7 +163,10 @@ def conv2d(
     out = _validate.output(out, shape, dtype, (x, weight))
     xc, wc = _validate.contiguous(x, dtype), _validate.contiguous(weight, dtype)
     work = out.size * weight[0].size
-    _conv.forward.pick(work)(xc, wc, b, out, *geo.kernel_args())
+    if geo.sh == geo.sw == 1:
+        _conv.forward_flat.pick(work)(xc, wc, b, out, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups)
+    else:
+        _conv.forward.pick(work)(xc, wc, b, out, *geo.kernel_args())
     return out
 
 
@@ -211,9 +214,19 @@ def conv2d_input_grad(
     dtype = _real_dtype(weight.dtype, grad_output.dtype)
     dx = np.empty(input_shape, dtype)
     work = grad_output.size * weight[0].size
-    _conv.input_grad.pick(work)(
-        _validate.contiguous(grad_output, dtype), _validate.contiguous(weight, dtype), dx, *geo.kernel_args()
-    )
+    dy = _validate.contiguous(grad_output, dtype)
+    o, cg, kh, kw = weight.shape
+    top, left = geo.dh * (kh - 1) - geo.pt, geo.dw * (kw - 1) - geo.pl
+    if geo.sh == geo.sw == 1 and top >= 0 and left >= 0 and np.isfinite(weight).all():
+        # Stride 1: the input gradient is the forward convolution of dY, padded by
+        # dilation * (k - 1) - padding, with the kernel flipped and its channel axes swapped.
+        # (That padding is not part of the maths: an inf weight must not meet it.)
+        g = geo.groups
+        swapped = weight.reshape(g, o // g, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+        wt = _validate.contiguous(swapped.reshape(g * cg, o // g, kh, kw), dtype)
+        _conv.forward_flat.pick(work)(dy, wt, np.zeros(g * cg, dtype), dx, geo.dh, geo.dw, top, left, g)
+    else:
+        _conv.input_grad.pick(work)(dy, _validate.contiguous(weight, dtype), dx, *geo.kernel_args())
     return dx
 
 
@@ -261,9 +274,11 @@ def conv2d_weight_grad(
     dtype = _real_dtype(x.dtype, grad_output.dtype)
     dw = np.empty(weight_shape, dtype)
     work = grad_output.size * dw[0].size
-    _conv.weight_grad.pick(work)(
-        _validate.contiguous(x, dtype), _validate.contiguous(grad_output, dtype), dw, *geo.kernel_args()
-    )
+    args = (_validate.contiguous(x, dtype), _validate.contiguous(grad_output, dtype), dw)
+    if geo.sh == geo.sw == 1:
+        _conv.weight_grad_flat.pick(work)(*args, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups)
+    else:
+        _conv.weight_grad.pick(work)(*args, *geo.kernel_args())
     return dw
 
 

@@ -22,26 +22,34 @@ _OPTIONS = dict(nogil=True, cache=True, fastmath={"contract"}, error_model="nump
 
 
 class Kernel:
-    """A loop compiled twice: ``parallel`` (prange spread over threads) and ``serial``."""
+    """A loop compiled twice: ``parallel`` (prange spread over threads) and ``serial``.
 
-    def __init__(self, fn: types.FunctionType):
+    ``reassociate=True`` lets LLVM reorder the additions of a sum (fast-math 'reassoc',
+    nothing that assumes finite values), so that long dot products vectorise; results
+    then differ from the sequential sum by rounding only.
+    """
+
+    def __init__(self, fn: types.FunctionType, reassociate: bool = False):
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
-        self.parallel = numba.njit(parallel=True, **_OPTIONS)(fn)
+        options = dict(_OPTIONS, fastmath={"contract", "reassoc"} if reassociate else {"contract"})
+        self.parallel = numba.njit(parallel=True, **options)(fn)
         # A distinct function object (and qualname) gives the serial twin its own cache file.
         serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
         serial.__qualname__ = fn.__qualname__ + "_serial"
         serial.__module__ = fn.__module__
-        self.serial = numba.njit(**_OPTIONS)(serial)
+        self.serial = numba.njit(**options)(serial)
 
     def pick(self, work: int):
         """The twin to run for ``work`` multiply-adds."""
         return self.serial if work < SERIAL_WORK else self.parallel
 
 
-def kernel(fn: types.FunctionType) -> Kernel:
-    """Decorator: compile ``fn`` as a parallel and a serial kernel."""
-    return Kernel(fn)
+def kernel(fn: types.FunctionType | None = None, *, reassociate: bool = False):
+    """Decorator: compile ``fn`` as a parallel and a serial :class:`Kernel`."""
+    if fn is None:
+        return lambda f: Kernel(f, reassociate)
+    return Kernel(fn, reassociate)
 
 
 helper = numba.njit(inline="always", **_OPTIONS)

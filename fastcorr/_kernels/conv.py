@@ -13,6 +13,7 @@ is carried to the output (``0 * inf`` is NaN), as a padded copy would.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
 from fastcorr._kernels import helper, kernel
@@ -141,3 +142,150 @@ def weight_grad(x, dy, dwt, sh, sw, dh, dw, pt, pl, groups):
                         if hi > lo:
                             acc += _dot(dyrow[lo:hi], x[n, c, y, lo * sw + offset : (hi - 1) * sw + offset + 1 : sw])
                 dwt[o, cc, a, b] = acc
+
+
+# Stride 1: flat planes.
+#
+# With the input copied into a zero-padded plane of row pitch ``wp``, output element
+# ``(i, j)`` of a stride-1 convolution reads ``xp[i * wp + j + a * dh * wp + b * dw]``:
+# every tap is one shift of the flat plane. Computing ``t = i * wp + j`` for all ``j < wp``
+# (and dropping ``j >= ow``) turns each tap into a single long axpy over contiguous memory,
+# and the explicit zeros make ``0 * inf`` NaN exactly where a padded copy puts it.
+# Four output channels share each pass, three taps at a time.
+
+_OB = 4
+_CHUNK = 1024
+
+
+@helper
+def _padded(plane, dst, pt, pl, wp):
+    """Copy ``plane`` into the zeroed flat ``dst`` at row ``pt``, column ``pl``, row pitch ``wp``."""
+    h, w = plane.shape
+    n = min(w, wp - pl)
+    for y in range(max(0, -pt), h):
+        r = y + pt
+        if r * wp + pl + n > dst.shape[0]:
+            break
+        row = dst[r * wp + pl : r * wp + pl + n]
+        src = plane[y]
+        for j in range(n):
+            row[j] = src[j]
+
+
+@kernel
+def forward_flat(x, w, bias, out, dh, dw, pt, pl, groups):
+    n_batch, _, h, width = x.shape
+    o_count, cg, kh, kw = w.shape
+    oh, ow = out.shape[2], out.shape[3]
+    og = o_count // groups
+    blocks = (og + _OB - 1) // _OB
+    wp = max(width + pl, ow + dw * (kw - 1))
+    size = (oh + dh * (kh - 1)) * wp + dw * (kw - 1)
+    rows = max(1, _CHUNK // wp)
+    for task in prange(n_batch * groups * blocks):
+        n, rest = task // (groups * blocks), task % (groups * blocks)
+        g = rest // blocks
+        o0 = g * og + (rest % blocks) * _OB
+        nq = min(_OB, (g + 1) * og - o0)
+        xp = np.zeros((cg, size), x.dtype)
+        for c in range(cg):
+            _padded(x[n, g * cg + c], xp[c], pt, pl, wp)
+        wq = np.zeros((_OB, cg, kh, kw), w.dtype)
+        for q in range(nq):
+            wq[q] = w[o0 + q]
+        acc = np.empty((_OB, rows * wp), out.dtype)
+        for i0 in range(0, oh, rows):
+            m = min(rows, oh - i0) * wp
+            t0 = i0 * wp
+            a0, a1, a2, a3 = acc[0, :m], acc[1, :m], acc[2, :m], acc[3, :m]
+            for t in range(m):
+                a0[t] = 0
+                a1[t] = 0
+                a2[t] = 0
+                a3[t] = 0
+            for c in range(cg):
+                for a in range(kh):
+                    base = t0 + a * dh * wp
+                    _taps4(a0, a1, a2, a3, wq[:, c, a], xp[c], base, dw, m)
+            for q in range(nq):
+                b_q = bias[o0 + q]
+                for r in range(min(rows, oh - i0)):
+                    orow = out[n, o0 + q, i0 + r]
+                    src = acc[q, r * wp : r * wp + ow]
+                    for j in range(ow):
+                        orow[j] = src[j] + b_q
+
+
+@helper
+def _taps4(a0, a1, a2, a3, wrow, xc, base, dw, m):
+    """``a_q[t] += sum_b wrow[q, b] * xc[base + b * dw + t]`` for the four rows ``a_q``."""
+    kw = wrow.shape[1]
+    k3 = kw - kw % 3
+    for b in range(0, k3, 3):
+        s0 = xc[base + b * dw : base + b * dw + m]
+        s1 = xc[base + (b + 1) * dw : base + (b + 1) * dw + m]
+        s2 = xc[base + (b + 2) * dw : base + (b + 2) * dw + m]
+        u0, u1, u2 = wrow[0, b], wrow[0, b + 1], wrow[0, b + 2]
+        v0, v1, v2 = wrow[1, b], wrow[1, b + 1], wrow[1, b + 2]
+        p0, p1, p2 = wrow[2, b], wrow[2, b + 1], wrow[2, b + 2]
+        q0, q1, q2 = wrow[3, b], wrow[3, b + 1], wrow[3, b + 2]
+        for t in range(m):
+            e0, e1, e2 = s0[t], s1[t], s2[t]
+            a0[t] += u0 * e0 + u1 * e1 + u2 * e2
+            a1[t] += v0 * e0 + v1 * e1 + v2 * e2
+            a2[t] += p0 * e0 + p1 * e1 + p2 * e2
+            a3[t] += q0 * e0 + q1 * e1 + q2 * e2
+    for b in range(k3, kw):
+        s0 = xc[base + b * dw : base + b * dw + m]
+        u0, v0, p0, q0 = wrow[0, b], wrow[1, b], wrow[2, b], wrow[3, b]
+        for t in range(m):
+            e0 = s0[t]
+            a0[t] += u0 * e0
+            a1[t] += v0 * e0
+            a2[t] += p0 * e0
+            a3[t] += q0 * e0
+
+
+@kernel(reassociate=True)
+def weight_grad_flat(x, dy, dwt, dh, dw, pt, pl, groups):
+    n_batch, _, h, width = x.shape
+    o_count, cg, kh, kw = dwt.shape
+    oh, ow = dy.shape[2], dy.shape[3]
+    og = o_count // groups
+    blocks = (og + _OB - 1) // _OB
+    wp = max(width + pl, ow + dw * (kw - 1))
+    size = (oh + dh * (kh - 1)) * wp + dw * (kw - 1)
+    for task in prange(groups * blocks * cg):
+        block, cc = task // cg, task % cg
+        g = block // blocks
+        o0 = g * og + (block % blocks) * _OB
+        nq = min(_OB, (g + 1) * og - o0)
+        c = g * cg + cc
+        xp = np.zeros(size, x.dtype)
+        zero_row = np.zeros(ow, dy.dtype)
+        sums = np.zeros((_OB, kh, kw), dwt.dtype)
+        for n in range(n_batch):
+            _padded(x[n, c], xp, pt, pl, wp)
+            for i in range(oh):
+                # Rows of dy, one per output channel of the block (zeros past the group's end).
+                d0 = dy[n, o0, i]
+                d1 = dy[n, o0 + 1, i] if nq > 1 else zero_row
+                d2 = dy[n, o0 + 2, i] if nq > 2 else zero_row
+                d3 = dy[n, o0 + 3, i] if nq > 3 else zero_row
+                for a in range(kh):
+                    for b in range(kw):
+                        start = (i + a * dh) * wp + b * dw
+                        xs = xp[start : start + ow]
+                        s0 = s1 = s2 = s3 = dwt.dtype.type(0)
+                        for j in range(ow):
+                            e = xs[j]
+                            s0 += d0[j] * e
+                            s1 += d1[j] * e
+                            s2 += d2[j] * e
+                            s3 += d3[j] * e
+                        sums[0, a, b] += s0
+                        sums[1, a, b] += s1
+                        sums[2, a, b] += s2
+                        sums[3, a, b] += s3
+        for q in range(nq):
+            dwt[o0 + q, cc] = sums[q]
