@@ -37,6 +37,8 @@ class Case:
     label: str
     macs: float
     impls: dict[str, Callable[[], object]]
+    #: (kernel, dtype, image pixels) of a single-image case, for the plot.
+    point: tuple[str, str, int] | None = None
     medians: dict[str, float] = field(default_factory=dict)
 
 
@@ -86,7 +88,8 @@ def single_cases(sizes, dtype) -> list[Case]:
         if h * w >= 1 << 20:
             copy = np.empty_like(x)
             impls["np.copyto"] = lambda x=x, copy=copy: np.copyto(copy, x)
-        cases.append(Case(f"{h}x{w} {kh}x{kw} {np.dtype(dtype).name}", out.size * k.size, impls))
+        name = np.dtype(dtype).name
+        cases.append(Case(f"{h}x{w} {kh}x{kw} {name}", out.size * k.size, impls, (f"{kh}x{kw}", name, h * w)))
     return cases
 
 
@@ -199,14 +202,13 @@ def plot(cases: list[Case], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kernels = sorted({c.label.split()[1] for c in cases}, key=lambda s: int(s.split("x")[0]))
+    single = [c for c in cases if c.point]
+    kernels = sorted({c.point[0] for c in single}, key=lambda k: int(k.split("x")[0]))
     fig, axes = plt.subplots(1, len(kernels), figsize=(4 * len(kernels), 3.5), squeeze=False)
     for ax, kernel in zip(axes[0], kernels):
-        chosen = [c for c in cases if c.label.split()[1] == kernel]
         for peer, dtype in [(p, d) for p in ("scipy", "cv2", "torch") for d in ("float32", "float64")]:
-            points = [(int(c.label.split("x")[0]) * int(c.label.split()[0].split("x")[1]),
-                       c.medians[peer] / c.medians["fastcorr"])
-                      for c in chosen if peer in c.medians and c.label.endswith(dtype)]
+            points = [(c.point[2], c.medians[peer] / c.medians["fastcorr"]) for c in single
+                      if c.point[:2] == (kernel, dtype) and peer in c.medians]
             if points:
                 ax.plot(*zip(*sorted(points)), marker="o", label=f"{peer} {dtype}",
                         linestyle="-" if dtype == "float32" else "--")

@@ -87,6 +87,7 @@ def test_bench_prints_a_table_of_medians_and_ratios(monkeypatch, capsys, tmp_pat
     from fastcorr import _bench
 
     monkeypatch.setattr(_bench, "QUICK", [((6, 8), (1, 2)), ((40, 40), (3, 3))])
+    monkeypatch.setattr(_bench, "BATCHED", [(2, 2, 8, 8, 3, 3, 1)])
     png = tmp_path / "bench.png"
     matplotlib = None
     try:
