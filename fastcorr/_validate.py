@@ -66,6 +66,8 @@ _FLOAT_DTYPES: dict[tuple[np.dtype, ...], np.dtype] = {}
 
 def pair(value: object, name: str, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, each at least ``minimum``, as a pair."""
+    if type(value) is int and value >= minimum:
+        return value, value
     items = (value, value) if isinstance(value, (int, np.integer)) else value
     try:
         first, second = items  # type: ignore[misc]

@@ -161,12 +161,16 @@ def conv2d(
     dtype = _real_dtype(*arrays)
     b = np.zeros(weight.shape[0], dtype) if bias is None else _validate.contiguous(bias, dtype)
     out = _validate.output(out, shape, dtype, (x, weight))
-    xc, wc = _validate.contiguous(x, dtype), _validate.contiguous(weight, dtype)
+    return _forward(_validate.contiguous(x, dtype), _validate.contiguous(weight, dtype), b, out, geo)
+
+
+def _forward(x: NDArray, weight: NDArray, bias: NDArray, out: NDArray, geo: _Geometry) -> NDArray:
+    """conv2d on validated, C-contiguous arrays of one dtype, into ``out``."""
     work = out.size * weight[0].size
     if geo.sh == geo.sw == 1:
-        _conv.forward_flat.pick(work)(xc, wc, b, out, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups)
+        _conv.forward_flat.pick(work)(x, weight, bias, out, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups)
     else:
-        _conv.forward.pick(work)(xc, wc, b, out, *geo.kernel_args())
+        _conv.forward.pick(work)(x, weight, bias, out, *geo.kernel_args())
     return out
 
 
@@ -212,9 +216,13 @@ def conv2d_input_grad(
     geo = _geometry(func, weight.shape, stride, padding, dilation, groups)
     _expect_grad_output(func, _check(func, input_shape, weight.shape, geo), grad_output)
     dtype = _real_dtype(weight.dtype, grad_output.dtype)
-    dx = np.empty(input_shape, dtype)
-    work = grad_output.size * weight[0].size
-    dy = _validate.contiguous(grad_output, dtype)
+    dy, weight = _validate.contiguous(grad_output, dtype), _validate.contiguous(weight, dtype)
+    return _input_grad(dy, weight, np.empty(input_shape, dtype), geo)
+
+
+def _input_grad(dy: NDArray, weight: NDArray, dx: NDArray, geo: _Geometry) -> NDArray:
+    """conv2d_input_grad on validated, C-contiguous arrays of one dtype, into ``dx``."""
+    work = dy.size * weight[0].size
     o, cg, kh, kw = weight.shape
     top, left = geo.dh * (kh - 1) - geo.pt, geo.dw * (kw - 1) - geo.pl
     if geo.sh == geo.sw == 1 and top >= 0 and left >= 0 and np.isfinite(weight).all():
@@ -223,10 +231,10 @@ def conv2d_input_grad(
         # (That padding is not part of the maths: an inf weight must not meet it.)
         g = geo.groups
         swapped = weight.reshape(g, o // g, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
-        wt = _validate.contiguous(swapped.reshape(g * cg, o // g, kh, kw), dtype)
-        _conv.forward_flat.pick(work)(dy, wt, np.zeros(g * cg, dtype), dx, geo.dh, geo.dw, top, left, g)
+        wt = np.ascontiguousarray(swapped.reshape(g * cg, o // g, kh, kw))
+        _conv.forward_flat.pick(work)(dy, wt, np.zeros(g * cg, dx.dtype), dx, geo.dh, geo.dw, top, left, g)
     else:
-        _conv.input_grad.pick(work)(dy, _validate.contiguous(weight, dtype), dx, *geo.kernel_args())
+        _conv.input_grad.pick(work)(dy, weight, dx, *geo.kernel_args())
     return dx
 
 
@@ -272,13 +280,17 @@ def conv2d_weight_grad(
     geo = _geometry(func, weight_shape, stride, padding, dilation, groups)
     _expect_grad_output(func, _check(func, x.shape, weight_shape, geo), grad_output)
     dtype = _real_dtype(x.dtype, grad_output.dtype)
-    dw = np.empty(weight_shape, dtype)
-    work = grad_output.size * dw[0].size
-    args = (_validate.contiguous(x, dtype), _validate.contiguous(grad_output, dtype), dw)
+    x, dy = _validate.contiguous(x, dtype), _validate.contiguous(grad_output, dtype)
+    return _weight_grad(x, dy, np.empty(weight_shape, dtype), geo)
+
+
+def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry) -> NDArray:
+    """conv2d_weight_grad on validated, C-contiguous arrays of one dtype, into ``dw``."""
+    work = dy.size * dw[0].size
     if geo.sh == geo.sw == 1:
-        _conv.weight_grad_flat.pick(work)(*args, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups)
+        _conv.weight_grad_flat.pick(work)(x, dy, dw, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups)
     else:
-        _conv.weight_grad.pick(work)(*args, *geo.kernel_args())
+        _conv.weight_grad.pick(work)(x, dy, dw, *geo.kernel_args())
     return dw
 
 

@@ -199,10 +199,8 @@ class Conv2D:
         shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
         self.weight = Parameter(gen.uniform(-bound, bound, shape).astype(dt))
         self.bias = Parameter(gen.uniform(-bound, bound, self.out_channels).astype(dt)) if bias else None
-        self._saved: tuple[NDArray, NDArray, int] | None = None
-
-    def _args(self) -> tuple:
-        return self.stride, self.padding, self.dilation, self.groups
+        self._no_bias = np.zeros(self.out_channels, dt)
+        self._saved: tuple[NDArray, NDArray, int, tuple[int, ...]] | None = None
 
     def _input4(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, int, int, int]:
         if len(shape) == 2:
@@ -234,12 +232,14 @@ class Conv2D:
         arr = _validate.array(x, "x")
         if arr.dtype.kind == "c":
             raise TypeError(f"Conv2D: x must be real, got dtype {arr.dtype}")
-        out_shape = self._output_shape(arr.shape)
-        x4 = np.array(arr, dtype=self.dtype, order="C", copy=True).reshape(self._input4(arr.shape))
+        shape4 = self._input4(arr.shape)
+        out4 = conv._check("Conv2D", shape4, self.weight.shape, self._geometry)
+        x4 = np.array(arr, dtype=self.dtype, order="C", copy=True).reshape(shape4)
         weight = self.weight.data.copy()
-        y = conv.conv2d(x4, weight, None if self.bias is None else self.bias.data, *self._args())
-        self._saved = (x4, weight, arr.ndim)
-        return y.reshape(out_shape)
+        bias = self._no_bias if self.bias is None else self.bias.data
+        y = conv._forward(x4, weight, bias, np.empty(out4, self.dtype), self._geometry)
+        self._saved = (x4, weight, arr.ndim, out4)
+        return y.reshape(self._unbatch(out4, arr.ndim))
 
     def __call__(self, x: ArrayLike) -> NDArray:
         return self.forward(x)
@@ -261,20 +261,19 @@ class Conv2D:
         if self._saved is None:
             raise RuntimeError("Conv2D.backward: call the layer on an input first (y = layer(x)); "
                                "backward needs that input")
-        x4, weight, ndim = self._saved
+        x4, weight, ndim, out4 = self._saved
         arr = _validate.array(dy, "dy")
         if arr.dtype.kind == "c":
             raise TypeError(f"Conv2D.backward: dy must be real, got dtype {arr.dtype}")
-        out4 = conv._check("Conv2D", x4.shape, self.weight.shape, self._geometry)
         expected = self._unbatch(out4, ndim)
         if arr.shape != expected:
             raise ValueError(f"Conv2D.backward: dy must have the shape of the last output, {expected}, got {arr.shape}")
         dy4 = np.ascontiguousarray(arr, dtype=self.dtype).reshape(out4)
-        args = self._args()
-        self.weight.grad += conv.conv2d_weight_grad(x4, self.weight.shape, dy4, *args)
+        geo = self._geometry
+        self.weight.grad += conv._weight_grad(x4, dy4, np.empty(self.weight.shape, self.dtype), geo)
         if self.bias is not None:
             self.bias.grad += dy4.sum(axis=(0, 2, 3))
-        dx = conv.conv2d_input_grad(x4.shape, weight, dy4, *args)
+        dx = conv._input_grad(dy4, weight, np.empty(x4.shape, self.dtype), geo)
         return dx.reshape(x4.shape[2:] if ndim == 2 else x4.shape)
 
     def parameters(self) -> list[Parameter]:
