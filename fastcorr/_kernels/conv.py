@@ -151,7 +151,8 @@ def weight_grad(x, dy, dwt, sh, sw, dh, dw, pt, pl, groups):
 # every tap is one shift of the flat plane. Computing ``t = i * wp + j`` for all ``j < wp``
 # (and dropping ``j >= ow``) turns each tap into a single long axpy over contiguous memory,
 # and the explicit zeros make ``0 * inf`` NaN exactly where a padded copy puts it.
-# Four output channels share each pass, three taps at a time.
+# Four output channels share each pass: a whole 3x3 kernel at a time, or else three taps
+# of one kernel row.
 
 _OB = 4
 _CHUNK = 1024
@@ -204,9 +205,11 @@ def forward_flat(x, w, bias, out, dh, dw, pt, pl, groups):
                 a2[t] = 0
                 a3[t] = 0
             for c in range(cg):
+                if kh == 3 and kw == 3:
+                    _tile4(a0, a1, a2, a3, wq[:, c], xp[c], t0, dh * wp, dw, m)
+                    continue
                 for a in range(kh):
-                    base = t0 + a * dh * wp
-                    _taps4(a0, a1, a2, a3, wq[:, c, a], xp[c], base, dw, m)
+                    _taps4(a0, a1, a2, a3, wq[:, c, a], xp[c], t0 + a * dh * wp, dw, m)
             for q in range(nq):
                 b_q = bias[o0 + q]
                 for r in range(min(rows, oh - i0)):
@@ -214,6 +217,28 @@ def forward_flat(x, w, bias, out, dh, dw, pt, pl, groups):
                     src = acc[q, r * wp : r * wp + ow]
                     for j in range(ow):
                         orow[j] = src[j] + b_q
+
+
+@helper
+def _tile4(a0, a1, a2, a3, w, xc, base, pitch, dw, m):
+    """:func:`_taps4` for a whole 3x3 kernel ``w[q]`` at once: nine loads feed 36 multiply-adds."""
+    b1, b2 = base + pitch, base + 2 * pitch
+    s00, s01, s02 = xc[base : base + m], xc[base + dw : base + dw + m], xc[base + 2 * dw : base + 2 * dw + m]
+    s10, s11, s12 = xc[b1 : b1 + m], xc[b1 + dw : b1 + dw + m], xc[b1 + 2 * dw : b1 + 2 * dw + m]
+    s20, s21, s22 = xc[b2 : b2 + m], xc[b2 + dw : b2 + dw + m], xc[b2 + 2 * dw : b2 + 2 * dw + m]
+    u, v, p, q = w[0], w[1], w[2], w[3]
+    u00, u01, u02, u10, u11, u12, u20, u21, u22 = u[0, 0], u[0, 1], u[0, 2], u[1, 0], u[1, 1], u[1, 2], u[2, 0], u[2, 1], u[2, 2]
+    v00, v01, v02, v10, v11, v12, v20, v21, v22 = v[0, 0], v[0, 1], v[0, 2], v[1, 0], v[1, 1], v[1, 2], v[2, 0], v[2, 1], v[2, 2]
+    p00, p01, p02, p10, p11, p12, p20, p21, p22 = p[0, 0], p[0, 1], p[0, 2], p[1, 0], p[1, 1], p[1, 2], p[2, 0], p[2, 1], p[2, 2]
+    q00, q01, q02, q10, q11, q12, q20, q21, q22 = q[0, 0], q[0, 1], q[0, 2], q[1, 0], q[1, 1], q[1, 2], q[2, 0], q[2, 1], q[2, 2]
+    for t in range(m):
+        e00, e01, e02 = s00[t], s01[t], s02[t]
+        e10, e11, e12 = s10[t], s11[t], s12[t]
+        e20, e21, e22 = s20[t], s21[t], s22[t]
+        a0[t] += (u00 * e00 + u01 * e01 + u02 * e02) + (u10 * e10 + u11 * e11 + u12 * e12) + (u20 * e20 + u21 * e21 + u22 * e22)
+        a1[t] += (v00 * e00 + v01 * e01 + v02 * e02) + (v10 * e10 + v11 * e11 + v12 * e12) + (v20 * e20 + v21 * e21 + v22 * e22)
+        a2[t] += (p00 * e00 + p01 * e01 + p02 * e02) + (p10 * e10 + p11 * e11 + p12 * e12) + (p20 * e20 + p21 * e21 + p22 * e22)
+        a3[t] += (q00 * e00 + q01 * e01 + q02 * e02) + (q10 * e10 + q11 * e11 + q12 * e12) + (q20 * e20 + q21 * e21 + q22 * e22)
 
 
 @helper
