@@ -77,18 +77,11 @@ def corr2d(X: da.Array | ArrayLike, K: ArrayLike) -> da.Array:
     if X.dtype.kind not in "biufc":
         raise TypeError(f"X must hold numbers (bool, int, float or complex), got dtype {X.dtype}")
     K = _validate.array(_in_memory(K), "K")
-    if X.ndim != 2 or K.ndim != 2:
-        name, arr = ("X", X) if X.ndim != 2 else ("K", K)
-        raise ValueError(f"corr2d: {name} must be 2-D, got shape {arr.shape}; reshape it to (height, width)")
-    (h, w), (kh, kw) = X.shape, K.shape
-    if kh > h or kw > w:
-        raise ValueError(
-            f"corr2d: kernel K of shape {K.shape} is larger than X of shape {X.shape}; "
-            "corr2d keeps only the 'valid' part, use correlate2d(X, K, mode='full') for the rest"
-        )
+    _signal._two_d(X, "X", "corr2d")
+    _signal._two_d(K, "K", "corr2d")
+    shape = _signal._valid_shape(X, K, "corr2d")
     dtype = _validate.float_dtype(X.dtype, K.dtype)
     k = _validate.contiguous(K, dtype)
-    shape = (h - kh + 1, w - kw + 1)
     if X.size == 0:
         return da.from_array(_signal.corr2d(np.zeros(X.shape, X.dtype), k))
     if k.size == 0:
@@ -284,66 +277,20 @@ def conv2d(
 def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
     in1 = _image(in1, "in1", func)
     in2 = np.asarray(_in_memory(in2))
-    if not in1.ndim == in2.ndim == 2:
-        raise ValueError(
-            f"{func} inputs must both be 2-D arrays, got in1.ndim={in1.ndim} and in2.ndim={in2.ndim}; "
-            "use np.atleast_2d for vectors"
-        )
-    swapped = mode == "valid" and _signal._swap_needed(in1.shape, in2.shape)
-    args = (mode, boundary, fillvalue)
-    mode = _validate.choice(mode, "mode", _signal._MODES, "Acceptable mode flags are 'valid', 'same', or 'full'")
-    boundary = _validate.choice(boundary, "boundary", _signal._BOUNDARIES, _signal._BOUNDARY_ERROR)
-    if method != "auto":
-        method = _validate.choice(method, "method", _signal._METHODS)
-    dtype = np.result_type(in1.dtype, in2.dtype)
-    if dtype not in _validate.KERNEL_DTYPES:
-        dtype = _validate.native(dtype)
-        if dtype not in _validate.KERNEL_DTYPES:
-            raise ValueError(
-                f"{func} not available for dtype {dtype}: it supports integers, float32, float64, "
-                "complex64 and complex128; cast the inputs, e.g. in1.astype(np.float64)"
-            )
-    if method == "fft":
-        if boundary != _corr.FILL:
-            raise ValueError(f"{func}: method='fft' supports boundary='fill' only; use method='direct'")
-        if dtype.kind not in "fc":
-            raise ValueError(f"{func}: method='fft' needs float or complex inputs, got {dtype}; use method='direct'")
-    if boundary != _corr.FILL or (fillvalue == 0 and type(fillvalue) is int):
-        fill = dtype.type(0)
-    else:
-        fill = _validate.fill_scalar(fillvalue, dtype)
+    call = _signal._prepare(func, in1, in2, mode, boundary, fillvalue, method, convolve)
     in_memory = getattr(_signal, func)
-    if swapped:
-        result = dask.delayed(in_memory, pure=True)(in1, in2, *args, method=method)
-        return da.from_delayed(result, _shape(in2.shape, in1.shape, "valid"), dtype, meta=np.empty((0, 0), dtype))
+    args = (mode, boundary, fillvalue)
+    if call.swapped:
+        result = dask.delayed(in_memory, pure=True)(in1, in2, *args, method=call.method)
+        return da.from_delayed(result, call.shape, call.dtype, meta=np.empty((0, 0), call.dtype))
     if in1.size == 0:
-        return da.from_array(in_memory(np.zeros(in1.shape, in1.dtype), in2, *args, method=method))
-    shape = _shape(in1.shape, in2.shape, mode)
+        return da.from_array(in_memory(np.zeros(in1.shape, in1.dtype), in2, *args, method=call.method))
     if in1.numblocks == (1, 1):
-        return _whole(in1, in_memory, (in2, *args), {"method": method}, shape, dtype, func)
-    kh, kw = in2.shape
-    if mode == "full":
-        pad = (kh - 1, kw - 1)
-    elif mode == "same":
-        pad = (kh // 2, kw // 2) if convolve else ((kh - 1) // 2, (kw - 1) // 2)
-    else:
-        pad = (0, 0)
-    if convolve:
-        k = np.ascontiguousarray(in2[::-1, ::-1], dtype)
-    else:
-        k = np.ascontiguousarray(np.conjugate(in2) if dtype.kind == "c" else in2, dtype)
+        return _whole(in1, in_memory, (in2, *args), {"method": call.method}, call.shape, call.dtype, func)
+    k = _signal._kernel(in2, call.dtype, convolve)
     if k.size == 0:
-        return _zeros(in1, shape, dtype)
-    return _correlate(func, in1.astype(dtype), k, shape, pad, boundary, fill, method)
-
-
-def _shape(shape1, shape2, mode):
-    (h, w), (kh, kw) = shape1, shape2
-    if mode == "full":
-        return h + kh - 1, w + kw - 1
-    if mode == "same":
-        return h, w
-    return h - kh + 1, w - kw + 1
+        return _zeros(in1, call.shape, call.dtype)
+    return _correlate(func, in1.astype(call.dtype), k, call.shape, call.pad, call.boundary, call.fill, call.method)
 
 
 def _whole(x, in_memory, args, kwargs, shape, dtype, func):
@@ -466,7 +413,7 @@ def _valid_direct(block, k):
 def _valid_fft(block, k):
     x = np.ascontiguousarray(block)
     out = np.empty((x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1), x.dtype)
-    _signal._fft_correlate("correlate2d", x, k, out, (0, 0), _corr.FILL, x.dtype.type(0))
+    _signal._fft_correlate(x, k, out, (0, 0), x.dtype.type(0))
     return out
 
 

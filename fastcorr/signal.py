@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -36,9 +36,24 @@ def _run(x, k, out, p0=0, p1=0, boundary=_corr.FILL, fill=0):
 
 def _matrix(value: object, name: str, func: str) -> np.ndarray:
     arr = _validate.array(value, name)
+    _two_d(arr, name, func)
+    return arr
+
+
+def _two_d(arr, name: str, func: str) -> None:
     if arr.ndim != 2:
         raise ValueError(f"{func}: {name} must be 2-D, got shape {arr.shape}; reshape it to (height, width)")
-    return arr
+
+
+def _valid_shape(X, K, func: str) -> tuple[int, int]:
+    """The shape of ``corr2d(X, K)`` for 2-D ``X`` and ``K``; a ValueError when ``K`` is larger."""
+    (h, w), (kh, kw) = X.shape, K.shape
+    if kh > h or kw > w:
+        raise ValueError(
+            f"{func}: kernel K of shape {K.shape} is larger than X of shape {X.shape}; "
+            "corr2d keeps only the 'valid' part, use correlate2d(X, K, mode='full') for the rest"
+        )
+    return h - kh + 1, w - kw + 1
 
 
 def corr2d(X: ArrayLike, K: ArrayLike, *, out: NDArray | None = None) -> NDArray:
@@ -86,16 +101,11 @@ def corr2d(X: ArrayLike, K: ArrayLike, *, out: NDArray | None = None) -> NDArray
     """
     X = _matrix(X, "X", "corr2d")
     K = _matrix(K, "K", "corr2d")
-    (h, w), (kh, kw) = X.shape, K.shape
-    if kh > h or kw > w:
-        raise ValueError(
-            f"corr2d: kernel K of shape {K.shape} is larger than X of shape {X.shape}; "
-            "corr2d keeps only the 'valid' part, use correlate2d(X, K, mode='full') for the rest"
-        )
+    shape = _valid_shape(X, K, "corr2d")
     dtype = _validate.float_dtype(X.dtype, K.dtype)
     x = _validate.contiguous(X, dtype)
     k = _validate.contiguous(K, dtype)
-    out = _validate.output(out, (h - kh + 1, w - kw + 1), dtype, (X, K))
+    out = _validate.output(out, shape, dtype, (X, K))
     return _run(x, k, out)
 
 
@@ -137,12 +147,8 @@ def corr2d_grad(X: ArrayLike, K: ArrayLike, dY: ArrayLike) -> tuple[NDArray, NDA
     K = _matrix(K, "K", "corr2d_grad")
     dY = _matrix(dY, "dY", "corr2d_grad")
     (h, w), (kh, kw) = X.shape, K.shape
-    if kh > h or kw > w:
-        raise ValueError(f"corr2d_grad: kernel K of shape {K.shape} is larger than X of shape {X.shape}")
-    if dY.shape != (h - kh + 1, w - kw + 1):
-        raise ValueError(
-            f"corr2d_grad: dY must have the shape of corr2d(X, K), {(h - kh + 1, w - kw + 1)}, got {dY.shape}"
-        )
+    if dY.shape != _valid_shape(X, K, "corr2d_grad"):
+        raise ValueError(f"corr2d_grad: dY must have the shape of corr2d(X, K), {(h - kh + 1, w - kw + 1)}, got {dY.shape}")
     dtype = _validate.float_dtype(X.dtype, K.dtype, dY.dtype)
     x = _validate.contiguous(X, dtype)
     dy = _validate.contiguous(dY, dtype)
@@ -247,9 +253,21 @@ def convolve2d(
     return _scipy_style("convolve2d", in1, in2, mode, boundary, fillvalue, method, convolve=True)
 
 
-def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
-    in1 = np.asarray(in1)
-    in2 = np.asarray(in2)
+class _Call(NamedTuple):
+    """A correlate2d/convolve2d call, checked: what the kernel needs to run it."""
+
+    swapped: bool
+    mode: str
+    boundary: int
+    method: str
+    dtype: np.dtype
+    fill: np.generic
+    shape: tuple[int, int]
+    pad: tuple[int, int]
+
+
+def _prepare(func, in1, in2, mode, boundary, fillvalue, method, convolve) -> _Call:
+    """scipy's checks and rules, in scipy's order, for arrays (numpy or dask) ``in1`` and ``in2``."""
     if not in1.ndim == in2.ndim == 2:
         raise ValueError(
             f"{func} inputs must both be 2-D arrays, got in1.ndim={in1.ndim} and in2.ndim={in2.ndim}; "
@@ -262,7 +280,7 @@ def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
     boundary = _validate.choice(boundary, "boundary", _BOUNDARIES, _BOUNDARY_ERROR)
     if method != "auto":
         method = _validate.choice(method, "method", _METHODS)
-    dtype = np.result_type(in1, in2)
+    dtype = np.result_type(in1.dtype, in2.dtype)
     if dtype not in _validate.KERNEL_DTYPES:
         dtype = _validate.native(dtype)
         if dtype not in _validate.KERNEL_DTYPES:
@@ -270,6 +288,11 @@ def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
                 f"{func} not available for dtype {dtype}: it supports integers, float32, float64, "
                 "complex64 and complex128; cast the inputs, e.g. in1.astype(np.float64)"
             )
+    if method == "fft":
+        if boundary != _corr.FILL:
+            raise ValueError(f"{func}: method='fft' supports boundary='fill' only; use method='direct'")
+        if dtype.kind not in "fc":
+            raise ValueError(f"{func}: method='fft' needs float or complex inputs, got {dtype}; use method='direct'")
     if boundary != _corr.FILL or (fillvalue == 0 and type(fillvalue) is int):
         fill = dtype.type(0)
     else:
@@ -286,17 +309,30 @@ def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
         raise ValueError(f"{func}: in1 of shape {in1.shape} and in2 of shape {in2.shape} give no output in mode={mode!r}")
     if boundary != _corr.FILL and in1.size == 0 and in2.size > 0 and 0 not in shape:
         raise ValueError(f"{func}: boundary={boundary!r} cannot extend an empty in1 of shape {in1.shape}; use 'fill'")
-    x = np.ascontiguousarray(in1, dtype)
+    return _Call(swapped, mode, boundary, method, dtype, fill, shape, pad)
+
+
+def _kernel(in2: np.ndarray, dtype: np.dtype, convolve: bool) -> np.ndarray:
+    """The correlation kernel: ``in2`` flipped for a convolution, conjugated for a correlation."""
     if convolve:
-        k = np.ascontiguousarray(in2[::-1, ::-1], dtype)
+        return np.ascontiguousarray(in2[::-1, ::-1], dtype)
+    return np.ascontiguousarray(np.conjugate(in2) if dtype.kind == "c" else in2, dtype)
+
+
+def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
+    in1 = np.asarray(in1)
+    in2 = np.asarray(in2)
+    call = _prepare(func, in1, in2, mode, boundary, fillvalue, method, convolve)
+    if call.swapped:
+        in1, in2 = in2, in1
+    x = np.ascontiguousarray(in1, call.dtype)
+    k = _kernel(in2, call.dtype, convolve)
+    out = np.empty(call.shape, call.dtype)
+    if call.method == "fft":
+        _fft_correlate(x, k, out, call.pad, call.fill)
     else:
-        k = np.ascontiguousarray(np.conjugate(in2) if dtype.kind == "c" else in2, dtype)
-    out = np.empty(shape, dtype)
-    if method == "fft":
-        _fft_correlate(func, x, k, out, pad, boundary, fill)
-    else:
-        _run(x, k, out, pad[0], pad[1], boundary, fill)
-    if swapped and not convolve:
+        _run(x, k, out, call.pad[0], call.pad[1], call.boundary, call.fill)
+    if call.swapped and not convolve:
         # correlate(a, b)[k] == conj(correlate(b, a)[-k]); scipy omits the conj.
         return np.conjugate(out[::-1, ::-1])
     return out
@@ -315,14 +351,10 @@ def _swap_needed(shape1, shape2) -> bool:
     )
 
 
-def _fft_correlate(func, x, k, out, pad, boundary, fill):
+def _fft_correlate(x, k, out, pad, fill):
     """The direct kernel's result by FFT: corr(ext(x), k) = corr(x - fill, k) + fill * sum(k)."""
-    if boundary != _corr.FILL:
-        raise ValueError(f"{func}: method='fft' supports boundary='fill' only; use method='direct'")
-    if out.dtype.kind not in "fc":
-        raise ValueError(f"{func}: method='fft' needs float or complex inputs, got {out.dtype}; use method='direct'")
     if k.size == 0 or out.size == 0 or x.size == 0:
-        _run(x, k, out, pad[0], pad[1], boundary, fill)
+        _run(x, k, out, pad[0], pad[1], _corr.FILL, fill)
         return
     (h, w), (kh, kw) = x.shape, k.shape
     shape = (_fast_len(h + kh - 1), _fast_len(w + kw - 1))
