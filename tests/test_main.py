@@ -1,4 +1,5 @@
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -111,3 +112,20 @@ def test_measure_interleaves_and_takes_medians():
     _bench.measure(case, rounds=3)
     assert calls == ["a", "b"] * 4
     assert set(case.medians) == {"fastcorr", "peer"}
+
+
+def test_readme_api_block_runs():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("## The API in a few lines", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["Y"].dtype == np.float32 and namespace["y"].shape == (8, 16, 32, 32)
+    assert len(namespace["history"]) == 10
+
+
+def test_readme_quick_start_is_two_commands_and_ci_runs_the_second():
+    root = Path(__file__).parent.parent
+    block = (root / "README.md").read_text().split("## Quick start", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert commands == ['pip install . && python -m fastcorr demo', 'pip install ".[test]" && python -m pytest']
+    assert commands[1] in (root / ".ci" / "run").read_text()
