@@ -9,6 +9,7 @@ that are not installed are left out. Two machine limits are measured in the same
 from __future__ import annotations
 
 import datetime
+import importlib
 import os
 import platform
 import statistics
@@ -44,7 +45,7 @@ class Case:
 
 def _optional(name):
     try:
-        return __import__(name)
+        return importlib.import_module(name)
     except ImportError:
         return None
 
@@ -67,29 +68,50 @@ def measure(case: Case, rounds: int, budget: float = 3.0) -> Case:
     return case
 
 
-def single_cases(sizes, dtype) -> list[Case]:
-    scipy_signal = _optional("scipy.signal") and __import__("scipy.signal").signal
+def single_impls(x: np.ndarray, k: np.ndarray, more: bool = False) -> dict[str, Callable[[], object]]:
+    """The same 'valid' correlation of ``x`` with ``k`` by fastcorr and each installed peer.
+
+    ``more`` adds fastcorr's serial kernel, the chapter's loops (small images only),
+    ``scipy.ndimage.correlate`` and ``scipy.signal.fftconvolve``.
+    """
+    from fastcorr.__main__ import chapter_corr2d
+    from fastcorr._kernels import corr
+
+    out = np.empty((x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1), x.dtype)
+    impls: dict[str, Callable[[], object]] = {"fastcorr": lambda: fc.corr2d(x, k)}
+    if more:
+        impls["fastcorr serial"] = lambda: corr.correlate.serial(x, k, out, 0, 0, corr.FILL, out.dtype.type(0))
+        if x.size <= 64 * 64:
+            impls["chapter loops"] = lambda: chapter_corr2d(x, k)
+    signal, ndimage = _optional("scipy.signal"), _optional("scipy.ndimage")
+    if signal is not None:
+        if out.size * k.size <= SCIPY_LIMIT:
+            impls["scipy"] = lambda: signal.correlate2d(x, k, "valid")
+        if more:
+            impls["scipy.ndimage"] = lambda: ndimage.correlate(x, k, mode="constant")
+            impls["scipy fftconvolve"] = lambda: signal.fftconvolve(x, k[::-1, ::-1], "valid")
     cv2 = _optional("cv2")
+    if cv2 is not None:
+        impls["cv2"] = lambda: cv2.filter2D(x, -1, k)
     torch = _optional("torch")
+    if torch is not None:
+        tx, tk = torch.from_numpy(x)[None, None], torch.from_numpy(k)[None, None]
+        impls["torch"] = lambda: torch.nn.functional.conv2d(tx, tk)
+    if x.size >= 1 << 20:
+        copy = np.empty_like(x)
+        impls["np.copyto"] = lambda: np.copyto(copy, x)
+    return impls
+
+
+def single_cases(sizes, dtype) -> list[Case]:
     rng = np.random.default_rng(0)
     cases = []
     for (h, w), (kh, kw) in sizes:
         x = rng.standard_normal((h, w)).astype(dtype)
         k = rng.standard_normal((kh, kw)).astype(dtype)
-        out = np.empty((h - kh + 1, w - kw + 1), dtype)
-        impls: dict[str, Callable[[], object]] = {"fastcorr": lambda x=x, k=k: fc.corr2d(x, k)}
-        if scipy_signal is not None and out.size * k.size <= SCIPY_LIMIT:
-            impls["scipy"] = lambda x=x, k=k: scipy_signal.correlate2d(x, k, "valid")
-        if cv2 is not None:
-            impls["cv2"] = lambda x=x, k=k: cv2.filter2D(x, -1, k)
-        if torch is not None:
-            tx, tk = torch.from_numpy(x)[None, None], torch.from_numpy(k)[None, None]
-            impls["torch"] = lambda tx=tx, tk=tk: torch.nn.functional.conv2d(tx, tk)
-        if h * w >= 1 << 20:
-            copy = np.empty_like(x)
-            impls["np.copyto"] = lambda x=x, copy=copy: np.copyto(copy, x)
         name = np.dtype(dtype).name
-        cases.append(Case(f"{h}x{w} {kh}x{kw} {name}", out.size * k.size, impls, (f"{kh}x{kw}", name, h * w)))
+        macs = (h - kh + 1) * (w - kw + 1) * kh * kw
+        cases.append(Case(f"{h}x{w} {kh}x{kw} {name}", macs, single_impls(x, k), (f"{kh}x{kw}", name, h * w)))
     return cases
 
 
@@ -181,8 +203,9 @@ def machine() -> str:
 
 def table(cases: list[Case]) -> str:
     """Medians in ms and, per peer, fastcorr's time as a fraction of the peer's."""
-    peers = sorted({name for case in cases for name in case.impls} - {"fastcorr"},
-                   key=["scipy", "cv2", "torch", "np.copyto"].index)
+    order = ["fastcorr serial", "chapter loops", "scipy", "scipy.ndimage", "scipy fftconvolve", "cv2", "torch",
+             "np.copyto"]
+    peers = sorted({name for case in cases for name in case.impls} - {"fastcorr"}, key=order.index)
     head = f"| case | fastcorr ms | " + " | ".join(f"{p} ms (fastcorr/{p})" for p in peers) + " |"
     rows = [head, "|" + "---|" * (2 + len(peers))]
     for case in cases:
