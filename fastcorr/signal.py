@@ -192,7 +192,9 @@ def correlate2d(
     method : {'auto', 'direct', 'fft'}
         'direct' runs the compiled loops, exact for every dtype; 'fft' correlates by FFT
         (float and complex inputs, 'fill' boundary), faster for large kernels but only
-        accurate to rounding; 'auto' picks the direct loops.
+        accurate to rounding; 'auto' takes the FFT for float or complex inputs with the
+        'fill' boundary when the kernel is large enough for it to pay (for a 1024x1024
+        image, from about 31x31), and the direct loops otherwise.
 
     Returns
     -------
@@ -328,7 +330,10 @@ def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
     x = np.ascontiguousarray(in1, call.dtype)
     k = _kernel(in2, call.dtype, convolve)
     out = np.empty(call.shape, call.dtype)
-    if call.method == "fft":
+    if call.method == "fft" or (
+        call.method == "auto" and call.boundary == _corr.FILL and call.dtype.kind in "fc"
+        and _fft_pays(call.dtype, call.shape, k.shape)
+    ):
         _fft_correlate(x, k, out, call.pad, call.fill)
     else:
         _run(x, k, out, call.pad[0], call.pad[1], call.boundary, call.fill)
@@ -352,19 +357,47 @@ def _swap_needed(shape1, shape2) -> bool:
 
 
 def _fft_correlate(x, k, out, pad, fill):
-    """The direct kernel's result by FFT: corr(ext(x), k) = corr(x - fill, k) + fill * sum(k)."""
+    """The direct kernel's result by FFT: corr(ext(x), k) = corr(x - fill, k) + fill * sum(k).
+
+    A circular convolution of length ``L`` equals the linear one except at the first
+    ``h + kh - 1 - L`` indices, so ``L`` only needs to keep the requested part clean.
+    scipy.fft (multi-threaded, more sizes it handles fast) is used when installed.
+    """
     if k.size == 0 or out.size == 0 or x.size == 0:
         _run(x, k, out, pad[0], pad[1], _corr.FILL, fill)
         return
+    fft, options, fast_len = _fft_backend()
     (h, w), (kh, kw) = x.shape, k.shape
-    shape = (_fast_len(h + kh - 1), _fast_len(w + kw - 1))
+    r0, c0 = kh - 1 - pad[0], kw - 1 - pad[1]
+    shape = (fast_len(max(r0 + out.shape[0], h + kh - 1 - r0)), fast_len(max(c0 + out.shape[1], w + kw - 1 - c0)))
     flipped = k[::-1, ::-1]
     if out.dtype.kind == "c":
-        full = np.fft.ifft2(np.fft.fft2(x - fill, shape) * np.fft.fft2(flipped, shape), shape)
+        full = fft.ifft2(fft.fft2(x - fill, shape, **options) * fft.fft2(flipped, shape, **options), shape, **options)
     else:
-        full = np.fft.irfft2(np.fft.rfft2(x - fill, shape) * np.fft.rfft2(flipped, shape), shape)
-    r0, c0 = kh - 1 - pad[0], kw - 1 - pad[1]
+        full = fft.irfft2(fft.rfft2(x - fill, shape, **options) * fft.rfft2(flipped, shape, **options), shape, **options)
     np.add(full[r0 : r0 + out.shape[0], c0 : c0 + out.shape[1]], fill * k.sum(), out=out, casting="unsafe")
+
+
+def _fft_backend():
+    try:
+        import scipy.fft
+    except ImportError:
+        return np.fft, {}, _fast_len
+    import numba
+
+    return scipy.fft, {"workers": numba.config.NUMBA_NUM_THREADS}, scipy.fft.next_fast_len
+
+
+def _fft_pays(dtype: np.dtype, shape: tuple[int, int], kernel: tuple[int, int]) -> bool:
+    """method='auto': FFT when the direct multiply-adds outweigh ~N log2 N FFT work.
+
+    Measured on a 2-core Zen 4: the direct loops do about 25 (float32) or 15 (float64)
+    multiply-adds in the time the FFT route spends per point and log2 of points; a complex
+    multiply-add is four real ones. 1024x1024 with 15x15 stays direct, with 31x31 goes FFT.
+    """
+    macs = shape[0] * shape[1] * kernel[0] * kernel[1] * (4 if dtype.kind == "c" else 1)
+    points = (shape[0] + kernel[0]) * (shape[1] + kernel[1])
+    return macs > (25 if dtype.itemsize == 4 else 15) * points * np.log2(max(points, 2))
 
 
 def _fast_len(n: int) -> int:

@@ -1,4 +1,5 @@
 import itertools
+import sys
 import tracemalloc
 
 import numpy as np
@@ -443,3 +444,32 @@ def test_no_temporaries_beyond_the_output(call):
         tracemalloc.stop()
     outputs = sum(r.nbytes for r in (result if isinstance(result, tuple) else (result,)))
     assert peak <= outputs + 0.25 * x.nbytes
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, dtype, boundary, expect_fft",
+    [
+        ((300, 300), (40, 40), np.float64, "fill", True),
+        ((300, 300), (40, 40), np.complex64, "fill", True),
+        ((300, 300), (3, 3), np.float64, "fill", False),
+        ((300, 300), (40, 40), np.int64, "fill", False),
+        ((300, 300), (40, 40), np.float64, "symm", False),
+    ],
+)
+def test_auto_method_takes_the_fft_only_where_it_pays(monkeypatch, shape, kernel, dtype, boundary, expect_fft, rng):
+    from fastcorr import signal
+
+    calls = []
+    original = signal._fft_correlate
+    monkeypatch.setattr(signal, "_fft_correlate", lambda *args: calls.append(1) or original(*args))
+    in1, in2 = sample(rng, shape, dtype), sample(rng, kernel, dtype)
+    auto = fc.correlate2d(in1, in2, "same", boundary, fillvalue=2)
+    assert bool(calls) == expect_fft
+    direct = fc.correlate2d(in1, in2, "same", boundary, fillvalue=2, method="direct")
+    assert_same(auto, direct, rtol=1e-3 if dtype == np.complex64 else 1e-9)
+
+
+def test_fft_method_without_scipy_uses_numpy(monkeypatch, rng):
+    monkeypatch.setitem(sys.modules, "scipy.fft", None)
+    in1, in2 = sample(rng, (50, 61), np.float64), sample(rng, (9, 12), np.float64)
+    assert_same(fc.convolve2d(in1, in2, method="fft"), fc.convolve2d(in1, in2, method="direct"), rtol=1e-9)
