@@ -287,7 +287,7 @@ def conv2d_weight_grad(
 def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry) -> NDArray:
     """conv2d_weight_grad on validated, C-contiguous arrays of one dtype, into ``dw``."""
     work = dy.size * dw[0].size
-    if geo.sh == geo.sw == 1:
+    if geo.sh == geo.sw == 1 and np.isfinite(x).all():
         _conv.weight_grad_flat.pick(work)(x, dy, dw, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups)
     else:
         _conv.weight_grad.pick(work)(x, dy, dw, *geo.kernel_args())

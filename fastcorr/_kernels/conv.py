@@ -152,7 +152,8 @@ def weight_grad(x, dy, dwt, sh, sw, dh, dw, pt, pl, groups):
 # (and dropping ``j >= ow``) turns each tap into a single long axpy over contiguous memory,
 # and the explicit zeros make ``0 * inf`` NaN exactly where a padded copy puts it.
 # Four output channels share each pass: a whole 3x3 kernel at a time, or else three taps
-# of one kernel row.
+# of one kernel row. The weight gradient takes dot products of the same shifted planes
+# with dY laid out at the same pitch, zeros in the dropped columns.
 
 _OB = 4
 _CHUNK = 1024
@@ -273,6 +274,7 @@ def _taps4(a0, a1, a2, a3, wrow, xc, base, dw, m):
 
 @kernel(reassociate=True)
 def weight_grad_flat(x, dy, dwt, dh, dw, pt, pl, groups):
+    """Needs a finite ``x``: the dropped columns pair ``x`` with zeros, and ``0 * inf`` is NaN."""
     n_batch, _, h, width = x.shape
     o_count, cg, kh, kw = dwt.shape
     oh, ow = dy.shape[2], dy.shape[3]
@@ -280,37 +282,74 @@ def weight_grad_flat(x, dy, dwt, dh, dw, pt, pl, groups):
     blocks = (og + _OB - 1) // _OB
     wp = max(width + pl, ow + dw * (kw - 1))
     size = (oh + dh * (kh - 1)) * wp + dw * (kw - 1)
+    m = oh * wp
     for task in prange(groups * blocks * cg):
         block, cc = task // cg, task % cg
         g = block // blocks
         o0 = g * og + (block % blocks) * _OB
         nq = min(_OB, (g + 1) * og - o0)
-        c = g * cg + cc
         xp = np.zeros(size, x.dtype)
-        zero_row = np.zeros(ow, dy.dtype)
+        dyp = np.zeros((_OB, m), dy.dtype)
         sums = np.zeros((_OB, kh, kw), dwt.dtype)
         for n in range(n_batch):
-            _padded(x[n, c], xp, pt, pl, wp)
-            for i in range(oh):
-                # Rows of dy, one per output channel of the block (zeros past the group's end).
-                d0 = dy[n, o0, i]
-                d1 = dy[n, o0 + 1, i] if nq > 1 else zero_row
-                d2 = dy[n, o0 + 2, i] if nq > 2 else zero_row
-                d3 = dy[n, o0 + 3, i] if nq > 3 else zero_row
-                for a in range(kh):
-                    for b in range(kw):
-                        start = (i + a * dh) * wp + b * dw
-                        xs = xp[start : start + ow]
-                        s0 = s1 = s2 = s3 = dwt.dtype.type(0)
-                        for j in range(ow):
-                            e = xs[j]
-                            s0 += d0[j] * e
-                            s1 += d1[j] * e
-                            s2 += d2[j] * e
-                            s3 += d3[j] * e
-                        sums[0, a, b] += s0
-                        sums[1, a, b] += s1
-                        sums[2, a, b] += s2
-                        sums[3, a, b] += s3
+            _padded(x[n, g * cg + cc], xp, pt, pl, wp)
+            for q in range(nq):
+                _padded(dy[n, o0 + q], dyp[q], 0, 0, wp)
+            for a in range(kh):
+                _dots4(sums[:, a], dyp, xp, a * dh * wp, dw, m)
         for q in range(nq):
             dwt[o0 + q, cc] = sums[q]
+
+
+@helper
+def _dots4(sums, dyp, xp, base, dw, m):
+    """``sums[q, b] += sum_t dyp[q, t] * xp[base + b * dw + t]``, three taps at a time."""
+    kw = sums.shape[1]
+    k3 = kw - kw % 3
+    d0, d1, d2, d3 = dyp[0], dyp[1], dyp[2], dyp[3]
+    zero = sums.dtype.type(0)
+    for b in range(0, k3, 3):
+        u = xp[base + b * dw : base + b * dw + m]
+        v = xp[base + (b + 1) * dw : base + (b + 1) * dw + m]
+        z = xp[base + (b + 2) * dw : base + (b + 2) * dw + m]
+        s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = s30 = s31 = s32 = zero
+        for t in range(m):
+            e0, e1, e2 = u[t], v[t], z[t]
+            f0, f1, f2, f3 = d0[t], d1[t], d2[t], d3[t]
+            s00 += f0 * e0
+            s01 += f0 * e1
+            s02 += f0 * e2
+            s10 += f1 * e0
+            s11 += f1 * e1
+            s12 += f1 * e2
+            s20 += f2 * e0
+            s21 += f2 * e1
+            s22 += f2 * e2
+            s30 += f3 * e0
+            s31 += f3 * e1
+            s32 += f3 * e2
+        sums[0, b] += s00
+        sums[0, b + 1] += s01
+        sums[0, b + 2] += s02
+        sums[1, b] += s10
+        sums[1, b + 1] += s11
+        sums[1, b + 2] += s12
+        sums[2, b] += s20
+        sums[2, b + 1] += s21
+        sums[2, b + 2] += s22
+        sums[3, b] += s30
+        sums[3, b + 1] += s31
+        sums[3, b + 2] += s32
+    for b in range(k3, kw):
+        u = xp[base + b * dw : base + b * dw + m]
+        s0 = s1 = s2 = s3 = zero
+        for t in range(m):
+            e = u[t]
+            s0 += d0[t] * e
+            s1 += d1[t] * e
+            s2 += d2[t] * e
+            s3 += d3[t] * e
+        sums[0, b] += s0
+        sums[1, b] += s1
+        sums[2, b] += s2
+        sums[3, b] += s3
