@@ -24,14 +24,19 @@ _METHODS = {"auto": "auto", "direct": "direct", "fft": "fft"}
 _BOUNDARY_ERROR = "Acceptable boundary flags are 'fill', 'circular' (or 'wrap'), and 'symmetric' (or 'symm')"
 
 
-def _run(x, k, out, p0=0, p1=0, boundary=_corr.FILL, fill=0):
+def _run(x, k, out, p0=0, p1=0, boundary=_corr.FILL, fill=None):
     """out[i, j] = sum_ab k[a, b] * ext(x)[i + a - p0, j + b - p1] on contiguous arrays."""
     work = out.size * k.size
     if work:
-        _corr.correlate.pick(work)(x, k, out, p0, p1, boundary, out.dtype.type(fill))
+        if fill is None:
+            fill = _ZEROS[out.dtype]
+        _corr.correlate.pick(work)(x, k, out, p0, p1, boundary, fill)
     else:
         out[...] = 0
     return out
+
+
+_ZEROS = {dt: dt.type(0) for dt in _validate.KERNEL_DTYPES}
 
 
 def _matrix(value: object, name: str, func: str) -> np.ndarray:
