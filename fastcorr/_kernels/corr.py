@@ -137,17 +137,22 @@ def _accumulate(dst, krow, src):
         for j in range(n):
             dst[j] += _dot(krow, src[j : j + kw])
         return
-    # One pass per three taps, then per leftover tap. Zero-based loops over slices have no
-    # negative-index wraparound checks in their way.
+    # One pass per three taps, then one for the last one or two. Zero-based loops over
+    # slices have no negative-index wraparound checks in their way.
     m = kw - kw % 3
     for b in range(0, m, 3):
         t0, t1, t2 = krow[b], krow[b + 1], krow[b + 2]
         s = src[b : b + n + 2]
         for j in range(n):
             dst[j] += t0 * s[j] + t1 * s[j + 1] + t2 * s[j + 2]
-    for b in range(m, kw):
-        tap = krow[b]
-        s = src[b : b + n]
+    if kw - m == 2:
+        t0, t1 = krow[m], krow[m + 1]
+        s = src[m : m + n + 1]
+        for j in range(n):
+            dst[j] += t0 * s[j] + t1 * s[j + 1]
+    elif kw - m == 1:
+        tap = krow[m]
+        s = src[m : m + n]
         for j in range(n):
             dst[j] += tap * s[j]
 
