@@ -206,7 +206,7 @@ def table(cases: list[Case]) -> str:
     order = ["fastcorr serial", "chapter loops", "scipy", "scipy.ndimage", "scipy fftconvolve", "cv2", "torch",
              "np.copyto"]
     peers = sorted({name for case in cases for name in case.impls} - {"fastcorr"}, key=order.index)
-    head = f"| case | fastcorr ms | " + " | ".join(f"{p} ms (fastcorr/{p})" for p in peers) + " |"
+    head = "| case | fastcorr ms | " + " | ".join(f"{p} ms (fastcorr/{p})" for p in peers) + " |"
     rows = [head, "|" + "---|" * (2 + len(peers))]
     for case in cases:
         ours = case.medians["fastcorr"]

@@ -7,7 +7,6 @@ import pytest
 import scipy.signal
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 import fastcorr as fc
 import naive
