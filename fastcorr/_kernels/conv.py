@@ -17,7 +17,7 @@ import numpy as np
 from numba import prange
 
 from fastcorr._kernels import helper, kernel
-from fastcorr._kernels.corr import _dot
+from fastcorr._kernels.corr import _accumulate, _dot
 
 
 @helper
@@ -206,11 +206,16 @@ def forward_flat(x, w, bias, out, dh, dw, pt, pl, groups):
                 a2[t] = 0
                 a3[t] = 0
             for c in range(cg):
-                if kh == 3 and kw == 3:
+                if nq == 1 and dw == 1:
+                    # One output channel: the single-image loop, without three idle lanes.
+                    for a in range(kh):
+                        base = t0 + a * dh * wp
+                        _accumulate(a0, wq[0, c, a], xp[c][base : base + m + kw - 1])
+                elif kh == 3 and kw == 3:
                     _tile4(a0, a1, a2, a3, wq[:, c], xp[c], t0, dh * wp, dw, m)
-                    continue
-                for a in range(kh):
-                    _taps4(a0, a1, a2, a3, wq[:, c, a], xp[c], t0 + a * dh * wp, dw, m)
+                else:
+                    for a in range(kh):
+                        _taps4(a0, a1, a2, a3, wq[:, c, a], xp[c], t0 + a * dh * wp, dw, m)
             for q in range(nq):
                 b_q = bias[o0 + q]
                 for r in range(min(rows, oh - i0)):
