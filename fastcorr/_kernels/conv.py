@@ -249,7 +249,8 @@ def _tile4(a0, a1, a2, a3, w, xc, base, pitch, dw, m):
 
 @helper
 def _taps4(a0, a1, a2, a3, wrow, xc, base, dw, m):
-    """``a_q[t] += sum_b wrow[q, b] * xc[base + b * dw + t]`` for the four rows ``a_q``."""
+    """``a_q[t] += sum_b wrow[q, b] * xc[base + b * dw + t]`` for the four rows ``a_q``:
+    three taps per pass, then one pass for the last one or two."""
     kw = wrow.shape[1]
     k3 = kw - kw % 3
     for b in range(0, k3, 3):
@@ -266,9 +267,22 @@ def _taps4(a0, a1, a2, a3, wrow, xc, base, dw, m):
             a1[t] += v0 * e0 + v1 * e1 + v2 * e2
             a2[t] += p0 * e0 + p1 * e1 + p2 * e2
             a3[t] += q0 * e0 + q1 * e1 + q2 * e2
-    for b in range(k3, kw):
-        s0 = xc[base + b * dw : base + b * dw + m]
-        u0, v0, p0, q0 = wrow[0, b], wrow[1, b], wrow[2, b], wrow[3, b]
+    if kw - k3 == 2:
+        s0 = xc[base + k3 * dw : base + k3 * dw + m]
+        s1 = xc[base + (k3 + 1) * dw : base + (k3 + 1) * dw + m]
+        u0, u1 = wrow[0, k3], wrow[0, k3 + 1]
+        v0, v1 = wrow[1, k3], wrow[1, k3 + 1]
+        p0, p1 = wrow[2, k3], wrow[2, k3 + 1]
+        q0, q1 = wrow[3, k3], wrow[3, k3 + 1]
+        for t in range(m):
+            e0, e1 = s0[t], s1[t]
+            a0[t] += u0 * e0 + u1 * e1
+            a1[t] += v0 * e0 + v1 * e1
+            a2[t] += p0 * e0 + p1 * e1
+            a3[t] += q0 * e0 + q1 * e1
+    elif kw - k3 == 1:
+        s0 = xc[base + k3 * dw : base + k3 * dw + m]
+        u0, v0, p0, q0 = wrow[0, k3], wrow[1, k3], wrow[2, k3], wrow[3, k3]
         for t in range(m):
             e0 = s0[t]
             a0[t] += u0 * e0
