@@ -158,7 +158,7 @@ def conv2d(
             raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), one value per output channel, "
                              f"got {bias.shape}")
         arrays.append(bias.dtype)
-    dtype = _real_dtype(*arrays)
+    dtype = _validate.float_dtype(*arrays)
     b = np.zeros(weight.shape[0], dtype) if bias is None else _validate.contiguous(bias, dtype)
     out = _validate.output(out, shape, dtype, (x, weight))
     return _forward(_validate.contiguous(x, dtype), _validate.contiguous(weight, dtype), b, out, geo)
@@ -215,7 +215,7 @@ def conv2d_input_grad(
     grad_output = _array4(grad_output, "grad_output", func)
     geo = _geometry(func, weight.shape, stride, padding, dilation, groups)
     _expect_grad_output(func, _check(func, input_shape, weight.shape, geo), grad_output)
-    dtype = _real_dtype(weight.dtype, grad_output.dtype)
+    dtype = _validate.float_dtype(weight.dtype, grad_output.dtype)
     dy, weight = _validate.contiguous(grad_output, dtype), _validate.contiguous(weight, dtype)
     return _input_grad(dy, weight, np.empty(input_shape, dtype), geo)
 
@@ -279,7 +279,7 @@ def conv2d_weight_grad(
     grad_output = _array4(grad_output, "grad_output", func)
     geo = _geometry(func, weight_shape, stride, padding, dilation, groups)
     _expect_grad_output(func, _check(func, x.shape, weight_shape, geo), grad_output)
-    dtype = _real_dtype(x.dtype, grad_output.dtype)
+    dtype = _validate.float_dtype(x.dtype, grad_output.dtype)
     x, dy = _validate.contiguous(x, dtype), _validate.contiguous(grad_output, dtype)
     return _weight_grad(x, dy, np.empty(weight_shape, dtype), geo)
 
@@ -292,10 +292,6 @@ def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry) -> NDArra
     else:
         _conv.weight_grad.pick(work)(x, dy, dw, *geo.kernel_args())
     return dw
-
-
-def _real_dtype(*dtypes: np.dtype) -> np.dtype:
-    return _validate.float_dtype(*dtypes)
 
 
 def _expect_grad_output(func, shape, grad_output):
