@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -288,7 +289,8 @@ def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry) -> NDArra
     """conv2d_weight_grad on validated, C-contiguous arrays of one dtype, into ``dw``."""
     work = dy.size * dw[0].size
     if geo.sh == geo.sw == 1 and np.isfinite(x).all():
-        _conv.weight_grad_flat.pick(work)(x, dy, dw, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups)
+        threads = numba.config.NUMBA_NUM_THREADS
+        _conv.weight_grad_flat.pick(work)(x, dy, dw, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups, threads)
     else:
         _conv.weight_grad.pick(work)(x, dy, dw, *geo.kernel_args())
     return dw

@@ -151,18 +151,21 @@ def weight_grad(x, dy, dwt, sh, sw, dh, dw, pt, pl, groups):
 # every tap is one shift of the flat plane. Computing ``t = i * wp + j`` for all ``j < wp``
 # (and dropping ``j >= ow``) turns each tap into a single long axpy over contiguous memory,
 # and the explicit zeros make ``0 * inf`` NaN exactly where a padded copy puts it.
-# Four output channels share each pass: a whole 3x3 kernel at a time, or else three taps
-# of one kernel row. The weight gradient takes dot products of the same shifted planes
-# with dY laid out at the same pitch, zeros in the dropped columns.
+# Each input plane is padded once per call, before the tasks that read it. Four output
+# channels share each pass: a whole 3x3 kernel at a time, or else three taps of one kernel
+# row, added to the accumulator in tap order. The weight gradient takes dot products of the
+# same shifted planes with dY laid out at the same pitch, zeros in the dropped columns.
 
 _OB = 4
-_CHUNK = 1024
+_CHUNK = 4096
 
 
 @helper
 def _padded(plane, dst, pt, pl, wp):
-    """Copy ``plane`` into the zeroed flat ``dst`` at row ``pt``, column ``pl``, row pitch ``wp``."""
+    """Fill the flat ``dst``: ``plane`` at row ``pt``, column ``pl``, row pitch ``wp``, zeros elsewhere."""
     h, w = plane.shape
+    for t in range(dst.shape[0]):
+        dst[t] = 0
     n = min(w, wp - pl)
     for y in range(max(0, -pt), h):
         r = y + pt
@@ -176,7 +179,7 @@ def _padded(plane, dst, pt, pl, wp):
 
 @kernel
 def forward_flat(x, w, bias, out, dh, dw, pt, pl, groups):
-    n_batch, _, h, width = x.shape
+    n_batch, c_count, _, width = x.shape
     o_count, cg, kh, kw = w.shape
     oh, ow = out.shape[2], out.shape[3]
     og = o_count // groups
@@ -184,14 +187,16 @@ def forward_flat(x, w, bias, out, dh, dw, pt, pl, groups):
     wp = max(width + pl, ow + dw * (kw - 1))
     size = (oh + dh * (kh - 1)) * wp + dw * (kw - 1)
     rows = max(1, _CHUNK // wp)
+    xp = np.empty((n_batch, c_count, size), x.dtype)
+    for task in prange(n_batch * c_count):
+        n, c = task // c_count, task % c_count
+        _padded(x[n, c], xp[n, c], pt, pl, wp)
     for task in prange(n_batch * groups * blocks):
         n, rest = task // (groups * blocks), task % (groups * blocks)
         g = rest // blocks
         o0 = g * og + (rest % blocks) * _OB
         nq = min(_OB, (g + 1) * og - o0)
-        xp = np.zeros((cg, size), x.dtype)
-        for c in range(cg):
-            _padded(x[n, g * cg + c], xp[c], pt, pl, wp)
+        xg = xp[n, g * cg : (g + 1) * cg]
         wq = np.zeros((_OB, cg, kh, kw), w.dtype)
         for q in range(nq):
             wq[q] = w[o0 + q]
@@ -210,12 +215,12 @@ def forward_flat(x, w, bias, out, dh, dw, pt, pl, groups):
                     # One output channel: the single-image loop, without three idle lanes.
                     for a in range(kh):
                         base = t0 + a * dh * wp
-                        _accumulate(a0, wq[0, c, a], xp[c][base : base + m + kw - 1])
+                        _accumulate(a0, wq[0, c, a], xg[c][base : base + m + kw - 1])
                 elif kh == 3 and kw == 3:
-                    _tile4(a0, a1, a2, a3, wq[:, c], xp[c], t0, dh * wp, dw, m)
+                    _tile4(a0, a1, a2, a3, wq[:, c], xg[c], t0, dh * wp, dw, m)
                 else:
                     for a in range(kh):
-                        _taps4(a0, a1, a2, a3, wq[:, c, a], xp[c], t0 + a * dh * wp, dw, m)
+                        _taps4(a0, a1, a2, a3, wq[:, c, a], xg[c], t0 + a * dh * wp, dw, m)
             for q in range(nq):
                 b_q = bias[o0 + q]
                 for r in range(min(rows, oh - i0)):
@@ -227,7 +232,10 @@ def forward_flat(x, w, bias, out, dh, dw, pt, pl, groups):
 
 @helper
 def _tile4(a0, a1, a2, a3, w, xc, base, pitch, dw, m):
-    """:func:`_taps4` for a whole 3x3 kernel ``w[q]`` at once: nine loads feed 36 multiply-adds."""
+    """:func:`_taps4` for a whole 3x3 kernel ``w[q]`` at once: nine loads feed 36 multiply-adds.
+
+    Each lane is one chain of fused multiply-adds, so the machine does 36 of them per
+    element and nothing else; lanes and loop iterations overlap."""
     b1, b2 = base + pitch, base + 2 * pitch
     s00, s01, s02 = xc[base : base + m], xc[base + dw : base + dw + m], xc[base + 2 * dw : base + 2 * dw + m]
     s10, s11, s12 = xc[b1 : b1 + m], xc[b1 + dw : b1 + dw + m], xc[b1 + 2 * dw : b1 + 2 * dw + m]
@@ -241,10 +249,10 @@ def _tile4(a0, a1, a2, a3, w, xc, base, pitch, dw, m):
         e00, e01, e02 = s00[t], s01[t], s02[t]
         e10, e11, e12 = s10[t], s11[t], s12[t]
         e20, e21, e22 = s20[t], s21[t], s22[t]
-        a0[t] += (u00 * e00 + u01 * e01 + u02 * e02) + (u10 * e10 + u11 * e11 + u12 * e12) + (u20 * e20 + u21 * e21 + u22 * e22)
-        a1[t] += (v00 * e00 + v01 * e01 + v02 * e02) + (v10 * e10 + v11 * e11 + v12 * e12) + (v20 * e20 + v21 * e21 + v22 * e22)
-        a2[t] += (p00 * e00 + p01 * e01 + p02 * e02) + (p10 * e10 + p11 * e11 + p12 * e12) + (p20 * e20 + p21 * e21 + p22 * e22)
-        a3[t] += (q00 * e00 + q01 * e01 + q02 * e02) + (q10 * e10 + q11 * e11 + q12 * e12) + (q20 * e20 + q21 * e21 + q22 * e22)
+        a0[t] = a0[t] + u00 * e00 + u01 * e01 + u02 * e02 + u10 * e10 + u11 * e11 + u12 * e12 + u20 * e20 + u21 * e21 + u22 * e22
+        a1[t] = a1[t] + v00 * e00 + v01 * e01 + v02 * e02 + v10 * e10 + v11 * e11 + v12 * e12 + v20 * e20 + v21 * e21 + v22 * e22
+        a2[t] = a2[t] + p00 * e00 + p01 * e01 + p02 * e02 + p10 * e10 + p11 * e11 + p12 * e12 + p20 * e20 + p21 * e21 + p22 * e22
+        a3[t] = a3[t] + q00 * e00 + q01 * e01 + q02 * e02 + q10 * e10 + q11 * e11 + q12 * e12 + q20 * e20 + q21 * e21 + q22 * e22
 
 
 @helper
@@ -263,10 +271,10 @@ def _taps4(a0, a1, a2, a3, wrow, xc, base, dw, m):
         q0, q1, q2 = wrow[3, b], wrow[3, b + 1], wrow[3, b + 2]
         for t in range(m):
             e0, e1, e2 = s0[t], s1[t], s2[t]
-            a0[t] += u0 * e0 + u1 * e1 + u2 * e2
-            a1[t] += v0 * e0 + v1 * e1 + v2 * e2
-            a2[t] += p0 * e0 + p1 * e1 + p2 * e2
-            a3[t] += q0 * e0 + q1 * e1 + q2 * e2
+            a0[t] = a0[t] + u0 * e0 + u1 * e1 + u2 * e2
+            a1[t] = a1[t] + v0 * e0 + v1 * e1 + v2 * e2
+            a2[t] = a2[t] + p0 * e0 + p1 * e1 + p2 * e2
+            a3[t] = a3[t] + q0 * e0 + q1 * e1 + q2 * e2
     if kw - k3 == 2:
         s0 = xc[base + k3 * dw : base + k3 * dw + m]
         s1 = xc[base + (k3 + 1) * dw : base + (k3 + 1) * dw + m]
@@ -276,10 +284,10 @@ def _taps4(a0, a1, a2, a3, wrow, xc, base, dw, m):
         q0, q1 = wrow[3, k3], wrow[3, k3 + 1]
         for t in range(m):
             e0, e1 = s0[t], s1[t]
-            a0[t] += u0 * e0 + u1 * e1
-            a1[t] += v0 * e0 + v1 * e1
-            a2[t] += p0 * e0 + p1 * e1
-            a3[t] += q0 * e0 + q1 * e1
+            a0[t] = a0[t] + u0 * e0 + u1 * e1
+            a1[t] = a1[t] + v0 * e0 + v1 * e1
+            a2[t] = a2[t] + p0 * e0 + p1 * e1
+            a3[t] = a3[t] + q0 * e0 + q1 * e1
     elif kw - k3 == 1:
         s0 = xc[base + k3 * dw : base + k3 * dw + m]
         u0, v0, p0, q0 = wrow[0, k3], wrow[1, k3], wrow[2, k3], wrow[3, k3]
@@ -292,9 +300,10 @@ def _taps4(a0, a1, a2, a3, wrow, xc, base, dw, m):
 
 
 @kernel(reassociate=True)
-def weight_grad_flat(x, dy, dwt, dh, dw, pt, pl, groups):
-    """Needs a finite ``x``: the dropped columns pair ``x`` with zeros, and ``0 * inf`` is NaN."""
-    n_batch, _, h, width = x.shape
+def weight_grad_flat(x, dy, dwt, dh, dw, pt, pl, groups, threads):
+    """Needs a finite ``x``: the dropped columns pair ``x`` with zeros, and ``0 * inf`` is NaN.
+    ``threads`` only sizes the tasks."""
+    n_batch, c_count, _, width = x.shape
     o_count, cg, kh, kw = dwt.shape
     oh, ow = dy.shape[2], dy.shape[3]
     og = o_count // groups
@@ -302,22 +311,31 @@ def weight_grad_flat(x, dy, dwt, dh, dw, pt, pl, groups):
     wp = max(width + pl, ow + dw * (kw - 1))
     size = (oh + dh * (kh - 1)) * wp + dw * (kw - 1)
     m = oh * wp
-    for task in prange(groups * blocks * cg):
-        block, cc = task // cg, task % cg
+    xp = np.empty((n_batch, c_count, size), x.dtype)
+    for task in prange(n_batch * c_count):
+        n, c = task // c_count, task % c_count
+        _padded(x[n, c], xp[n, c], pt, pl, wp)
+    # Tasks: a block of output channels and a share of the input channels, enough of them
+    # to keep every thread busy; each pads its four planes of dY once per image.
+    parts = min(cg, max(1, 4 * threads // (groups * blocks)))
+    per = (cg + parts - 1) // parts
+    for task in prange(groups * blocks * parts):
+        block, part = task // parts, task % parts
         g = block // blocks
         o0 = g * og + (block % blocks) * _OB
         nq = min(_OB, (g + 1) * og - o0)
-        xp = np.zeros(size, x.dtype)
-        dyp = np.zeros((_OB, m), dy.dtype)
-        sums = np.zeros((_OB, kh, kw), dwt.dtype)
+        c0, c1 = part * per, min(cg, (part + 1) * per)
+        lanes = np.zeros((_OB, m), dy.dtype)
+        sums = np.zeros((max(c1 - c0, 0), _OB, kh, kw), dwt.dtype)
         for n in range(n_batch):
-            _padded(x[n, g * cg + cc], xp, pt, pl, wp)
             for q in range(nq):
-                _padded(dy[n, o0 + q], dyp[q], 0, 0, wp)
-            for a in range(kh):
-                _dots4(sums[:, a], dyp, xp, a * dh * wp, dw, m)
-        for q in range(nq):
-            dwt[o0 + q, cc] = sums[q]
+                _padded(dy[n, o0 + q], lanes[q], 0, 0, wp)
+            for cc in range(c0, c1):
+                for a in range(kh):
+                    _dots4(sums[cc - c0, :, a], lanes, xp[n, g * cg + cc], a * dh * wp, dw, m)
+        for cc in range(c0, c1):
+            for q in range(nq):
+                dwt[o0 + q, cc] = sums[cc - c0, q]
 
 
 @helper
