@@ -104,14 +104,39 @@ def test_bench_prints_a_table_of_medians_and_ratios(monkeypatch, capsys, tmp_pat
         assert png.stat().st_size > 1000
 
 
-def test_measure_interleaves_and_takes_medians():
+def test_measure_interleaves_turns_and_takes_medians(monkeypatch):
     from fastcorr import _bench
 
+    monkeypatch.setattr(_bench, "TURN", 0.0)
     calls = []
     case = _bench.Case("c", 1.0, {"fastcorr": lambda: calls.append("a"), "peer": lambda: calls.append("b")})
     _bench.measure(case, rounds=3)
-    assert calls == ["a", "b"] * 4
+    # One untimed-for-the-table first call each, then three rounds of two-call turns.
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
     assert set(case.medians) == {"fastcorr", "peer"}
+
+
+def test_a_turn_keeps_its_fastest_call(monkeypatch):
+    from fastcorr import _bench
+
+    monkeypatch.setattr(_bench, "TURN", 0.0)
+    durations = iter([0.03, 0.01])
+    monkeypatch.setattr(_bench, "_time", lambda func: next(durations))
+    assert _bench._turn(lambda: None) == 0.01
+
+
+def test_slow_implementations_get_fewer_rounds(monkeypatch):
+    from fastcorr import _bench
+
+    monkeypatch.setattr(_bench, "TURN", 0.0)
+    monkeypatch.setattr(_bench, "_time", lambda func: func())
+    calls = []
+    case = _bench.Case("c", 1.0, {"fast": lambda: calls.append("fast") or 0.001,
+                                  "slow": lambda: calls.append("slow") or 1.0})
+    _bench.measure(case, rounds=5, budget=4.0)
+    # Two-call turns of 1 s each fit twice into a 4 s budget.
+    assert calls.count("fast") == 1 + 5 * 2 and calls.count("slow") == 1 + 2 * 2
+    assert case.medians == {"fast": 0.001, "slow": 1.0}
 
 
 def test_readme_api_block_runs():
