@@ -226,7 +226,7 @@ def _input_grad(dy: NDArray, weight: NDArray, dx: NDArray, geo: _Geometry) -> ND
     work = dy.size * weight[0].size
     o, cg, kh, kw = weight.shape
     top, left = geo.dh * (kh - 1) - geo.pt, geo.dw * (kw - 1) - geo.pl
-    if geo.sh == geo.sw == 1 and top >= 0 and left >= 0 and np.isfinite(weight).all():
+    if geo.sh == geo.sw == 1 and top >= 0 and left >= 0 and _conv.finite.pick(weight.size)(weight):
         # Stride 1: the input gradient is the forward convolution of dY, padded by
         # dilation * (k - 1) - padding, with the kernel flipped and its channel axes swapped.
         # (That padding is not part of the maths: an inf weight must not meet it.)
@@ -288,7 +288,7 @@ def conv2d_weight_grad(
 def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry) -> NDArray:
     """conv2d_weight_grad on validated, C-contiguous arrays of one dtype, into ``dw``."""
     work = dy.size * dw[0].size
-    if geo.sh == geo.sw == 1 and np.isfinite(x).all():
+    if geo.sh == geo.sw == 1 and _conv.finite.pick(x.size)(x):
         threads = numba.config.NUMBA_NUM_THREADS
         _conv.weight_grad_flat.pick(work)(x, dy, dw, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups, threads)
     else:

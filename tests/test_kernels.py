@@ -33,3 +33,17 @@ def test_pick_runs_small_work_serially():
 
 def test_twins_have_their_own_cache_entries():
     assert corr.correlate.serial.py_func.__qualname__ != corr.correlate.parallel.py_func.__qualname__
+
+
+@pytest.mark.parametrize("twin", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, None])
+def test_finite_finds_any_inf_or_nan(twin, dtype, bad, rng):
+    from fastcorr._kernels import conv
+
+    finite = getattr(conv.finite, twin)
+    for shape in [(1,), (2, 3, 4, 5), (3, 1000)]:
+        a = (rng.uniform(-1, 1, shape) * np.finfo(dtype).max).astype(dtype)  # large, but finite
+        if bad is not None:
+            a.reshape(-1)[rng.integers(a.size)] = bad
+        assert finite(a) == (bad is None)
