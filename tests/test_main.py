@@ -89,6 +89,7 @@ def test_bench_prints_a_table_of_medians_and_ratios(monkeypatch, capsys, tmp_pat
 
     monkeypatch.setattr(_bench, "QUICK", [((6, 8), (1, 2)), ((40, 40), (3, 3))])
     monkeypatch.setattr(_bench, "BATCHED", [(2, 2, 8, 8, 3, 3, 1)])
+    monkeypatch.setattr(_bench, "LARGE", [((40, 40), (9, 9))])
     png = tmp_path / "bench.png"
     matplotlib = None
     try:
@@ -100,6 +101,7 @@ def test_bench_prints_a_table_of_medians_and_ratios(monkeypatch, capsys, tmp_pat
     assert "GEMM reference" in text
     assert "| 6x8 1x2 float32 |" in text and "| 40x40 3x3 float64 |" in text
     assert "scipy ms (fastcorr/scipy)" in text
+    assert "| 40x40 9x9 valid float32 |" in text and "scipy oaconvolve ms" in text
     if matplotlib:
         assert png.stat().st_size > 1000
 
