@@ -163,7 +163,8 @@ def test_corr2d_empty_kernel_dimension():
 
 @pytest.mark.parametrize("func", ["correlate2d", "convolve2d"])
 @pytest.mark.parametrize("mode, boundary", list(itertools.product(MODES, BOUNDARIES)))
-@pytest.mark.parametrize("shapes", [((5, 6), (2, 3)), ((4, 4), (3, 3)), ((3, 7), (4, 2)), ((1, 3), (1, 9)), ((2, 3), (5, 6))])
+@pytest.mark.parametrize("shapes", [((5, 6), (2, 3)), ((4, 4), (3, 3)), ((3, 7), (4, 2)), ((1, 3), (1, 9)), ((2, 3), (5, 6)),
+                                    ((9, 11), (5, 5)), ((5, 8), (5, 5))])
 def test_matches_naive_and_scipy(func, mode, boundary, shapes, rng):
     in1 = sample(rng, shapes[0], np.complex128)
     in2 = sample(rng, shapes[1], np.complex128)
@@ -288,16 +289,17 @@ def test_nan_and_inf_propagate_where_the_maths_puts_them():
     np.testing.assert_array_equal(fc.correlate2d(np.ones((2, 2)), inf_kernel, "full"), np.full((2, 2), np.inf))
 
 
+@pytest.mark.parametrize("kernel", [(5, 4), (5, 5)])
 @pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
-def test_large_image_parallel_path(boundary, rng):
-    in1, in2 = sample(rng, (300, 257), np.float32), sample(rng, (5, 4), np.float32)
+def test_large_image_parallel_path(boundary, kernel, rng):
+    in1, in2 = sample(rng, (300, 257), np.float32), sample(rng, kernel, np.float32)
     for mode in MODES:
         expected = scipy.signal.correlate2d(in1.astype(np.float64), in2.astype(np.float64), mode, boundary)
         assert_same(fc.correlate2d(in1, in2, mode, boundary), expected.astype(np.float32), rtol=1e-4)
 
 
-@pytest.mark.parametrize("shapes", [((3, 5000), (2, 7)), ((2, 2100), (2, 150)), ((1, 40), (1, 300))],
-                         ids=["edge columns one by one", "extended rows", "dot products"])
+@pytest.mark.parametrize("shapes", [((3, 5000), (2, 7)), ((7, 2100), (5, 5)), ((2, 2100), (2, 150)), ((1, 40), (1, 300))],
+                         ids=["edge columns one by one", "5x5 in one pass", "extended rows", "dot products"])
 def test_wide_rows_cross_column_blocks(shapes, rng):
     in1, in2 = sample(rng, shapes[0], np.float64), sample(rng, shapes[1], np.float64)
     for mode, boundary in itertools.product(MODES, BOUNDARIES):

@@ -11,11 +11,12 @@ are all choices of ``p0, p1`` and ``k`` made by the callers.
 
 Each output row belongs to one ``prange`` iteration. Inside a row, a block of columns
 that stays in L1 is the accumulator: the first pass assigns the products of the 3x3
-tile ``k[:3, :3]`` with three source rows, and each further pass adds three taps of one
-kernel row (a kernel row wider than the block takes a dot product per column instead).
-These loops run over zero-based slices, so LLVM vectorises them. Columns whose taps reach past the
-left or right edge go through ``_source`` one by one, or, when they are most of the
-row, through a once-extended copy of the source row; rows that fall wholly in the
+tile ``k[:3, :3]`` with three source rows (of a 5x5 kernel: all 25 taps, from five
+rows), and each further pass adds three taps of one kernel row (a kernel row wider than
+the block takes a dot product per column instead). These loops run over zero-based
+slices, so LLVM vectorises them. Columns whose taps reach past the left or right edge
+go through ``_source`` one by one, or, when they are most of the row, through a
+once-extended copy of the source row; rows that fall wholly in the
 fill region add one constant. ``k`` must not be empty.
 """
 
@@ -60,6 +61,8 @@ def correlate(x, k, out, p0, p1, boundary, fill):
         r0 = _source(i - p0, h, boundary)
         r1 = _source(i + 1 - p0, h, boundary)
         r2 = _source(i + 2 - p0, h, boundary)
+        r3 = _source(i + 3 - p0, h, boundary) if kh == 5 else -1
+        r4 = _source(i + 4 - p0, h, boundary) if kh == 5 else -1
         for j0 in range(0, ow, _BLOCK):
             j1 = min(j0 + _BLOCK, ow)
             c0 = min(max(j0, lo), j1)
@@ -68,7 +71,17 @@ def correlate(x, k, out, p0, p1, boundary, fill):
             dst = orow[c0 : c0 + n]
             # The first pass assigns the 3x3 tile of taps instead of adding to zeros.
             tiled = not extend and kh >= 3 and kw >= 3 and n >= 3 and r0 >= 0 and r1 >= 0 and r2 >= 0
-            if tiled:
+            # A 5x5 kernel whose five source rows exist: all 25 taps in that one pass.
+            whole = tiled and kh == 5 and kw == 5 and r3 >= 0 and r4 >= 0
+            if whole:
+                _zero(orow[j0:c0])
+                _zero(orow[c0 + n : j1])
+                m = n + 4
+                _tile5x5(dst, k, x[r0][start : start + m], x[r1][start : start + m], x[r2][start : start + m],
+                         x[r3][start : start + m], x[r4][start : start + m])
+                if n == j1 - j0:
+                    continue
+            elif tiled:
                 _zero(orow[j0:c0])
                 _zero(orow[c0 + n : j1])
                 _tile3x3(dst, k, x[r0][start : start + n + 2], x[r1][start : start + n + 2], x[r2][start : start + n + 2])
@@ -96,7 +109,7 @@ def correlate(x, k, out, p0, p1, boundary, fill):
                     _accumulate(orow[j0:j1], krow, ext[:m])
                     continue
                 _edges(orow, xrow, krow, j0, j1, lo, hi, p1, boundary, fill)
-                if n > 0:
+                if n > 0 and not whole:
                     skip = 3 if tiled and a < 3 else 0
                     _accumulate(dst, krow[skip:], xrow[start + skip : start + n + kw - 1])
 
@@ -117,6 +130,22 @@ def _tile3x3(dst, k, s0, s1, s2):
         dst[j] = ((a0 * s0[j] + a1 * s0[j + 1] + a2 * s0[j + 2])
                   + (b0 * s1[j] + b1 * s1[j + 1] + b2 * s1[j + 2])
                   + (c0 * s2[j] + c1 * s2[j + 1] + c2 * s2[j + 2]))
+
+
+@helper
+def _tile5x5(dst, k, s0, s1, s2, s3, s4):
+    """``dst[j] = sum over a, b < 5 of k[a, b] * s_a[j + b]``, in that order, in one pass."""
+    a0, a1, a2, a3, a4 = k[0, 0], k[0, 1], k[0, 2], k[0, 3], k[0, 4]
+    b0, b1, b2, b3, b4 = k[1, 0], k[1, 1], k[1, 2], k[1, 3], k[1, 4]
+    c0, c1, c2, c3, c4 = k[2, 0], k[2, 1], k[2, 2], k[2, 3], k[2, 4]
+    d0, d1, d2, d3, d4 = k[3, 0], k[3, 1], k[3, 2], k[3, 3], k[3, 4]
+    e0, e1, e2, e3, e4 = k[4, 0], k[4, 1], k[4, 2], k[4, 3], k[4, 4]
+    for j in range(dst.shape[0]):
+        dst[j] = (a0 * s0[j] + a1 * s0[j + 1] + a2 * s0[j + 2] + a3 * s0[j + 3] + a4 * s0[j + 4]
+                  + b0 * s1[j] + b1 * s1[j + 1] + b2 * s1[j + 2] + b3 * s1[j + 3] + b4 * s1[j + 4]
+                  + c0 * s2[j] + c1 * s2[j + 1] + c2 * s2[j + 2] + c3 * s2[j + 3] + c4 * s2[j + 4]
+                  + d0 * s3[j] + d1 * s3[j + 1] + d2 * s3[j + 2] + d3 * s3[j + 3] + d4 * s3[j + 4]
+                  + e0 * s4[j] + e1 * s4[j + 1] + e2 * s4[j + 2] + e3 * s4[j + 3] + e4 * s4[j + 4])
 
 
 @helper
