@@ -298,8 +298,10 @@ def test_large_image_parallel_path(boundary, kernel, rng):
         assert_same(fc.correlate2d(in1, in2, mode, boundary), expected.astype(np.float32), rtol=1e-4)
 
 
-@pytest.mark.parametrize("shapes", [((3, 5000), (2, 7)), ((7, 2100), (5, 5)), ((2, 2100), (2, 150)), ((1, 40), (1, 300))],
-                         ids=["edge columns one by one", "5x5 in one pass", "extended rows", "dot products"])
+@pytest.mark.parametrize("shapes", [((3, 5000), (2, 7)), ((7, 2100), (5, 5)), ((9, 2100), (3, 3)), ((8, 700), (4, 6)),
+                                    ((2, 2100), (2, 150)), ((1, 40), (1, 300))],
+                         ids=["edge columns one by one", "5x5 in one pass", "3x3 two rows per pass",
+                              "two rows per first pass", "extended rows", "dot products"])
 def test_wide_rows_cross_column_blocks(shapes, rng):
     in1, in2 = sample(rng, shapes[0], np.float64), sample(rng, shapes[1], np.float64)
     for mode, boundary in itertools.product(MODES, BOUNDARIES):

@@ -29,6 +29,7 @@ from fastcorr._kernels import helper, kernel
 
 FILL, SYMM, WRAP = 0, 1, 2
 _BLOCK = 2048
+_PAIR_COLUMNS = 384
 
 
 @helper
@@ -54,64 +55,74 @@ def correlate(x, k, out, p0, p1, boundary, fill):
     hi = max(min(w - kw + 1 + p1, ow), lo)
     # When edge columns dominate, extend each source row once and treat all columns alike.
     extend = (ow - (hi - lo)) * kw > ow + kw
+    # A 3x3 tile of two neighbouring output rows reads four source rows, not six; it pays
+    # for rows of a few hundred columns and more (measured).
+    paired = not extend and kh >= 3 and kw >= 3 and not (kh == 5 and kw == 5)
     unused = np.empty(0, x.dtype)
-    for i in prange(oh):
-        orow = out[i]
+    for pair in prange((oh + 1) // 2):
+        i0 = 2 * pair
+        rows = min(2, oh - i0)
         ext = np.empty(min(ow, _BLOCK) + kw - 1, x.dtype) if extend else unused
-        r0 = _source(i - p0, h, boundary)
-        r1 = _source(i + 1 - p0, h, boundary)
-        r2 = _source(i + 2 - p0, h, boundary)
-        r3 = _source(i + 3 - p0, h, boundary) if kh == 5 else -1
-        r4 = _source(i + 4 - p0, h, boundary) if kh == 5 else -1
+        t0 = _source(i0 - p0, h, boundary)
+        t3 = _source(i0 + 3 - p0, h, boundary)
         for j0 in range(0, ow, _BLOCK):
             j1 = min(j0 + _BLOCK, ow)
             c0 = min(max(j0, lo), j1)
             n = max(min(j1, hi) - c0, 0)
             start = c0 - p1
-            dst = orow[c0 : c0 + n]
-            # The first pass assigns the 3x3 tile of taps instead of adding to zeros.
-            tiled = not extend and kh >= 3 and kw >= 3 and n >= 3 and r0 >= 0 and r1 >= 0 and r2 >= 0
-            # A 5x5 kernel whose five source rows exist: all 25 taps in that one pass.
-            whole = tiled and kh == 5 and kw == 5 and r3 >= 0 and r4 >= 0
-            if whole:
-                _zero(orow[j0:c0])
-                _zero(orow[c0 + n : j1])
-                m = n + 4
-                _tile5x5(dst, k, x[r0][start : start + m], x[r1][start : start + m], x[r2][start : start + m],
-                         x[r3][start : start + m], x[r4][start : start + m])
-                if n == j1 - j0:
-                    continue
-            elif tiled:
-                _zero(orow[j0:c0])
-                _zero(orow[c0 + n : j1])
-                _tile3x3(dst, k, x[r0][start : start + n + 2], x[r1][start : start + n + 2], x[r2][start : start + n + 2])
-                if kh == 3 and kw == 3 and n == j1 - j0:
-                    continue  # a 3x3 kernel and no edge columns: the tile was everything
-            else:
-                _zero(orow[j0:j1])
-            for a in range(kh):
-                krow = k[a]
-                r = _source(i + a - p0, h, boundary)
-                if r < 0:
-                    const = krow[0] * fill
-                    for b in range(1, kw):
-                        const += krow[b] * fill
-                    block = orow[j0:j1]
-                    for j in range(j1 - j0):
-                        block[j] += const
-                    continue
-                xrow = x[r]
-                if extend:
-                    m = j1 - j0 + kw - 1
-                    for u in range(m):
-                        c = _source(j0 + u - p1, w, boundary)
-                        ext[u] = fill if c < 0 else xrow[c]
-                    _accumulate(orow[j0:j1], krow, ext[:m])
-                    continue
-                _edges(orow, xrow, krow, j0, j1, lo, hi, p1, boundary, fill)
-                if n > 0 and not whole:
-                    skip = 3 if tiled and a < 3 else 0
-                    _accumulate(dst, krow[skip:], xrow[start + skip : start + n + kw - 1])
+            for i in range(i0, i0 + rows):
+                orow = out[i]
+                dst = orow[c0 : c0 + n]
+                r0 = _source(i - p0, h, boundary)
+                r1 = _source(i + 1 - p0, h, boundary)
+                r2 = _source(i + 2 - p0, h, boundary)
+                # The first pass assigns the 3x3 tile of taps instead of adding to zeros; a 5x5
+                # kernel whose five source rows exist takes all 25 taps in that one pass.
+                tiled = not extend and kh >= 3 and kw >= 3 and n >= 3 and r0 >= 0 and r1 >= 0 and r2 >= 0
+                r3 = _source(i + 3 - p0, h, boundary) if kh == 5 else -1
+                r4 = _source(i + 4 - p0, h, boundary) if kh == 5 else -1
+                whole = tiled and kh == 5 and kw == 5 and r3 >= 0 and r4 >= 0
+                # Long rows: the pair's first row assigns both rows' tiles in one pass.
+                joint = paired and rows == 2 and n >= _PAIR_COLUMNS and t0 >= 0 and t3 >= 0 and tiled
+                if tiled:
+                    _zero(orow[j0:c0])
+                    _zero(orow[c0 + n : j1])
+                else:
+                    _zero(orow[j0:j1])
+                if whole:
+                    m = n + 4
+                    _tile5x5(dst, k, x[r0][start : start + m], x[r1][start : start + m], x[r2][start : start + m],
+                             x[r3][start : start + m], x[r4][start : start + m])
+                elif joint and i == i0:
+                    _tile3x3x2(dst, out[i0 + 1, c0 : c0 + n], k, x[r0][start : start + n + 2],
+                               x[r1][start : start + n + 2], x[r2][start : start + n + 2], x[t3][start : start + n + 2])
+                elif tiled and not joint:
+                    _tile3x3(dst, k, x[r0][start : start + n + 2], x[r1][start : start + n + 2], x[r2][start : start + n + 2])
+                if (whole or (tiled and kh == 3 and kw == 3)) and n == j1 - j0:
+                    continue  # the first pass was everything: no edge columns, no further taps
+                for a in range(kh):
+                    krow = k[a]
+                    r = _source(i + a - p0, h, boundary)
+                    if r < 0:
+                        const = krow[0] * fill
+                        for b in range(1, kw):
+                            const += krow[b] * fill
+                        block = orow[j0:j1]
+                        for j in range(j1 - j0):
+                            block[j] += const
+                        continue
+                    xrow = x[r]
+                    if extend:
+                        m = j1 - j0 + kw - 1
+                        for u in range(m):
+                            c = _source(j0 + u - p1, w, boundary)
+                            ext[u] = fill if c < 0 else xrow[c]
+                        _accumulate(orow[j0:j1], krow, ext[:m])
+                        continue
+                    _edges(orow, xrow, krow, j0, j1, lo, hi, p1, boundary, fill)
+                    if n > 0 and not whole:
+                        skip = 3 if tiled and a < 3 else 0
+                        _accumulate(dst, krow[skip:], xrow[start + skip : start + n + kw - 1])
 
 
 @helper
@@ -130,6 +141,23 @@ def _tile3x3(dst, k, s0, s1, s2):
         dst[j] = ((a0 * s0[j] + a1 * s0[j + 1] + a2 * s0[j + 2])
                   + (b0 * s1[j] + b1 * s1[j + 1] + b2 * s1[j + 2])
                   + (c0 * s2[j] + c1 * s2[j + 1] + c2 * s2[j + 2]))
+
+
+@helper
+def _tile3x3x2(d0, d1, k, s0, s1, s2, s3):
+    """:func:`_tile3x3` for two neighbouring rows at once: ``d0`` from ``s0..s2``, ``d1`` from ``s1..s3``."""
+    a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
+    b0, b1, b2 = k[1, 0], k[1, 1], k[1, 2]
+    c0, c1, c2 = k[2, 0], k[2, 1], k[2, 2]
+    for j in range(d0.shape[0]):
+        u0, u1, u2 = s1[j], s1[j + 1], s1[j + 2]
+        v0, v1, v2 = s2[j], s2[j + 1], s2[j + 2]
+        d0[j] = ((a0 * s0[j] + a1 * s0[j + 1] + a2 * s0[j + 2])
+                 + (b0 * u0 + b1 * u1 + b2 * u2)
+                 + (c0 * v0 + c1 * v1 + c2 * v2))
+        d1[j] = ((a0 * u0 + a1 * u1 + a2 * u2)
+                 + (b0 * v0 + b1 * v1 + b2 * v2)
+                 + (c0 * s3[j] + c1 * s3[j + 1] + c2 * s3[j + 2]))
 
 
 @helper
