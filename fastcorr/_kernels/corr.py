@@ -117,12 +117,14 @@ def correlate(x, k, out, p0, p1, boundary, fill):
                         for u in range(m):
                             c = _source(j0 + u - p1, w, boundary)
                             ext[u] = fill if c < 0 else xrow[c]
-                        _accumulate(orow[j0:j1], krow, ext[:m])
-                        continue
-                    _edges(orow, xrow, krow, j0, j1, lo, hi, p1, boundary, fill)
-                    if n > 0 and not whole:
+                        target, taps, source = orow[j0:j1], krow, ext[:m]
+                    else:
+                        _edges(orow, xrow, krow, j0, j1, lo, hi, p1, boundary, fill)
+                        if n == 0 or whole:
+                            continue
                         skip = 3 if tiled and a < 3 else 0
-                        _accumulate(dst, krow[skip:], xrow[start + skip : start + n + kw - 1])
+                        target, taps, source = dst, krow[skip:], xrow[start + skip : start + n + kw - 1]
+                    _accumulate(target, taps, source)
 
 
 @helper
