@@ -1,4 +1,4 @@
-"""Start-up costs, each in a new process: import, and the first small corr2d cold and warm.
+"""Start-up costs, each in a new process: import, then the first small corr2d and conv2d, cold and warm.
 
     python bench/startup.py [--runs 5]
 
@@ -22,12 +22,13 @@ t0 = time.perf_counter()
 import numba
 t1 = time.perf_counter()
 import fastcorr
+import numpy as np
 t2 = time.perf_counter()
-fastcorr.corr2d([[1.0, 2.0], [3.0, 4.0]], [[1.0]])
+fastcorr.corr2d(np.ones((6, 8), np.float32), np.array([[1.0, -1.0]], np.float32))
 t3 = time.perf_counter()
-fastcorr.correlate2d([[1.0, 2.0], [3.0, 4.0]], [[1.0, 1.0]], "same", "symm")
+fastcorr.conv2d(np.ones((1, 1, 6, 8), np.float32), np.ones((1, 1, 1, 2), np.float32))
 t4 = time.perf_counter()
-print(json.dumps({"numba": t1 - t0, "fastcorr": t2 - t1, "corr2d": t3 - t2, "correlate2d": t4 - t3}))
+print(json.dumps({"numba": t1 - t0, "fastcorr": t2 - t1, "corr2d": t3 - t2, "conv2d": t4 - t3}))
 """
 
 
@@ -49,7 +50,7 @@ def main():
     for name, runs in (("cold", cold), ("warm", warm)):
         med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         print(f"{name}: import numba {med['numba']:.3f} s, import fastcorr +{med['fastcorr']:.3f} s, "
-              f"first corr2d {med['corr2d']:.3f} s, first correlate2d {med['correlate2d']:.3f} s")
+              f"first corr2d (6x8 float32) {med['corr2d']:.3f} s, then first conv2d (1x1x6x8) {med['conv2d']:.3f} s")
 
 
 if __name__ == "__main__":
