@@ -174,17 +174,21 @@ _CHUNK = 4096
 def _padded(plane, dst, pt, pl, wp):
     """Fill the flat ``dst``: ``plane`` at row ``pt``, column ``pl``, row pitch ``wp``, zeros elsewhere."""
     h, w = plane.shape
-    for t in range(dst.shape[0]):
-        dst[t] = 0
     n = min(w, wp - pl)
+    done = 0  # dst[:done] is written
     for y in range(max(0, -pt), h):
-        r = y + pt
-        if r * wp + pl + n > dst.shape[0]:
+        start = (y + pt) * wp + pl
+        if start + n > dst.shape[0]:
             break
-        row = dst[r * wp + pl : r * wp + pl + n]
+        for t in range(done, start):
+            dst[t] = 0
+        row = dst[start : start + n]
         src = plane[y]
         for j in range(n):
             row[j] = src[j]
+        done = start + n
+    for t in range(done, dst.shape[0]):
+        dst[t] = 0
 
 
 @kernel
@@ -327,8 +331,9 @@ def weight_grad_flat(x, dy, dwt, dh, dw, pt, pl, groups, threads):
         _padded(x[n, c], xp[n, c], pt, pl, wp)
     # Tasks: a block of output channels and a share of the input channels, enough of them
     # to keep every thread busy; each pads its four planes of dY once per image.
-    parts = min(cg, max(1, 4 * threads // (groups * blocks)))
-    per = (cg + parts - 1) // parts
+    wanted = min(cg, max(1, 4 * threads // (groups * blocks)))
+    per = (cg + wanted - 1) // wanted
+    parts = (cg + per - 1) // per  # none of them empty
     for task in prange(groups * blocks * parts):
         block, part = task // parts, task % parts
         g = block // blocks
@@ -336,7 +341,7 @@ def weight_grad_flat(x, dy, dwt, dh, dw, pt, pl, groups, threads):
         nq = min(_OB, (g + 1) * og - o0)
         c0, c1 = part * per, min(cg, (part + 1) * per)
         lanes = np.zeros((_OB, m), dy.dtype)
-        sums = np.zeros((max(c1 - c0, 0), _OB, kh, kw), dwt.dtype)
+        sums = np.zeros((c1 - c0, _OB, kh, kw), dwt.dtype)
         for n in range(n_batch):
             for q in range(nq):
                 _padded(dy[n, o0 + q], lanes[q], 0, 0, wp)
