@@ -66,7 +66,7 @@ _FLOAT_DTYPES: dict[tuple[np.dtype, ...], np.dtype] = {}
 
 def pair(value: object, name: str, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, each at least ``minimum``, as a pair."""
-    if type(value) is int and value >= minimum:
+    if type(value) is int and minimum <= value < _INDEX_LIMIT:
         return value, value
     items = (value, value) if isinstance(value, (int, np.integer)) else value
     try:
@@ -77,7 +77,13 @@ def pair(value: object, name: str, minimum: int) -> tuple[int, int]:
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
     if first < minimum or second < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+    if first >= _INDEX_LIMIT or second >= _INDEX_LIMIT:
+        raise ValueError(f"{name} must be less than 2**63, got {value!r}")
     return int(first), int(second)
+
+
+#: The kernels index with 64-bit signed integers.
+_INDEX_LIMIT = 2**63
 
 
 def native(dtype: np.dtype) -> np.dtype:

@@ -10,6 +10,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from fastcorr import _validate
 from fastcorr._kernels import conv as _conv
+from fastcorr._kernels.scan import all_finite
+
 
 IntPair = int | tuple[int, int]
 Padding = IntPair | Literal["valid", "same"]
@@ -62,10 +64,15 @@ def _geometry(func, weight_shape, stride, padding, dilation, groups) -> _Geometr
     return _Geometry(sh, sw, dh, dw, pt, pb, pl, pr, int(groups))
 
 
-def _array4(value, name, func):
+def _real(value, name, func):
     arr = _validate.array(value, name)
     if arr.dtype.kind == "c":
         raise TypeError(f"{func}: {name} must be real, got dtype {arr.dtype}")
+    return arr
+
+
+def _array4(value, name, func):
+    arr = _real(value, name, func)
     if arr.ndim != 4:
         raise ValueError(f"{func}: {name} must be 4-D (N, C, H, W layout), got shape {arr.shape}")
     return arr
@@ -73,9 +80,12 @@ def _array4(value, name, func):
 
 def _shape4(value, name, func) -> tuple[int, int, int, int]:
     try:
-        shape = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{func}: {name} must be a sequence of 4 ints, got {value!r}") from None
+        shape = tuple(value)
+    except TypeError:
+        shape = None
+    if shape is None or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shape):
+        raise TypeError(f"{func}: {name} must be a sequence of 4 ints, got {value!r}")
+    shape = tuple(int(v) for v in shape)
     if len(shape) != 4 or min(shape) < 0:
         raise ValueError(f"{func}: {name} must be 4 non-negative ints, got {value!r}")
     return shape  # type: ignore[return-value]
@@ -90,7 +100,7 @@ def _check(func, x_shape, w_shape, geo: _Geometry) -> tuple[int, int, int, int]:
                          f"weight.shape[1] * groups = {cg} * {geo.groups} = {cg * geo.groups}")
     if o % geo.groups:
         raise ValueError(f"{func}: out_channels = weight.shape[0] = {o} is not divisible by groups = {geo.groups}")
-    if kh == 0 or kw == 0 or cg == 0:
+    if o == 0 or kh == 0 or kw == 0 or cg == 0:
         raise ValueError(f"{func}: weight of shape {tuple(w_shape)} is empty")
     oh, ow = geo.output_size(h, w, kh, kw)
     if oh < 1 or ow < 1:
@@ -154,14 +164,14 @@ def conv2d(
     shape = _check("conv2d", x.shape, weight.shape, geo)
     arrays = [x.dtype, weight.dtype]
     if bias is not None:
-        bias = _validate.array(bias, "bias")
+        bias = _real(bias, "bias", "conv2d")
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), one value per output channel, "
                              f"got {bias.shape}")
         arrays.append(bias.dtype)
     dtype = _validate.float_dtype(*arrays)
     b = np.zeros(weight.shape[0], dtype) if bias is None else _validate.contiguous(bias, dtype)
-    out = _validate.output(out, shape, dtype, (x, weight))
+    out = _validate.output(out, shape, dtype, (x, weight) if bias is None else (x, weight, bias))
     return _forward(_validate.contiguous(x, dtype), _validate.contiguous(weight, dtype), b, out, geo)
 
 
@@ -226,7 +236,7 @@ def _input_grad(dy: NDArray, weight: NDArray, dx: NDArray, geo: _Geometry) -> ND
     work = dy.size * weight[0].size
     o, cg, kh, kw = weight.shape
     top, left = geo.dh * (kh - 1) - geo.pt, geo.dw * (kw - 1) - geo.pl
-    if geo.sh == geo.sw == 1 and top >= 0 and left >= 0 and _conv.finite.pick(weight.size)(weight):
+    if geo.sh == geo.sw == 1 and top >= 0 and left >= 0 and all_finite(weight):
         # Stride 1: the input gradient is the forward convolution of dY, padded by
         # dilation * (k - 1) - padding, with the kernel flipped and its channel axes swapped.
         # (That padding is not part of the maths: an inf weight must not meet it.)
@@ -288,7 +298,7 @@ def conv2d_weight_grad(
 def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry) -> NDArray:
     """conv2d_weight_grad on validated, C-contiguous arrays of one dtype, into ``dw``."""
     work = dy.size * dw[0].size
-    if geo.sh == geo.sw == 1 and _conv.finite.pick(x.size)(x):
+    if geo.sh == geo.sw == 1 and all_finite(x):
         threads = numba.config.NUMBA_NUM_THREADS
         _conv.weight_grad_flat.pick(work)(x, dy, dw, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups, threads)
     else:

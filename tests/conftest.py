@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from fastcorr import _kernels
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 settings.register_profile("fastcorr", deadline=None, max_examples=60, derandomize=True)
@@ -14,3 +16,21 @@ settings.load_profile("fastcorr")
 @pytest.fixture(scope="session")
 def rng():
     return np.random.default_rng(20261126)
+
+
+@pytest.fixture(params=["serial", "parallel"])
+def twin(request, monkeypatch):
+    """Run every kernel of the test as its serial twin, then as its parallel twin, whatever the size."""
+    monkeypatch.setattr(_kernels, "SERIAL_WORK", 2**62 if request.param == "serial" else 0)
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def torch():
+    """torch on one thread (skips when not installed): its thread pool's wake-up costs far more
+    than these tiny convolutions."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)

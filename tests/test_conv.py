@@ -145,16 +145,6 @@ def test_naive_same_padding_puts_the_extra_row_bottom_right(k, d, pads, rng):
 
 # torch, when installed
 
-@pytest.fixture(scope="module")
-def torch():
-    """torch on one thread: its thread pool's wake-up costs far more than these tiny convolutions."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(threads)
-
-
 def torch_reference(torch, x, w, b, dy, kwargs):
     """torch's forward and, by autograd, its input and weight gradients."""
     X = torch.from_numpy(x.copy()).requires_grad_()
@@ -501,6 +491,23 @@ def test_conv2d_out_may_not_alias_the_input():
         fc.conv2d(x, np.ones((2, 2, 1, 1)), out=x)
 
 
+@pytest.mark.parametrize("read", ["x", "weight", "bias"])
+def test_conv2d_out_may_not_alias_anything_it_reads(read):
+    out = np.zeros((1, 2, 4, 4))
+    args = dict(x=np.ones((1, 1, 4, 4)), weight=np.ones((2, 1, 1, 1)), bias=np.ones(2))
+    args[read] = out.reshape(-1)[: args[read].size].reshape(args[read].shape)
+    with pytest.raises(ValueError, match="out must not share memory with the inputs"):
+        fc.conv2d(**args, out=out)
+
+
+def test_strides_up_to_the_index_limit_match_torch(torch, rng):
+    x, w = sample(rng, (1, 2, 5, 6)), sample(rng, (3, 2, 2, 2))
+    got = fc.conv2d(x, w, stride=2**62, dilation=(1, 3))
+    expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=2**62, dilation=(1, 3))
+    assert got.shape == (1, 3, 1, 1)
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-12)
+
+
 # Bad input names the argument
 
 DEFAULTS = {
@@ -533,6 +540,10 @@ BAD_OPTIONS = [
     (dict(padding="same", stride=2), ValueError, "same"),
     (dict(padding="same", stride=(1, 2)), ValueError, "same"),
     (dict(dilation=3), ValueError, "[Kk]ernel"),
+    (dict(stride=2**64), ValueError, r"stride must be less than 2\*\*63"),
+    (dict(stride=(1, 2**63)), ValueError, r"stride must be less than 2\*\*63"),
+    (dict(dilation=2**63), ValueError, r"dilation must be less than 2\*\*63"),
+    (dict(padding=(2**70, 0)), ValueError, r"padding must be less than 2\*\*63"),
 ]
 
 BAD_INPUTS = [(name, kwargs, exc, match) for name in DEFAULTS for kwargs, exc, match in BAD_OPTIONS] + [
@@ -551,6 +562,18 @@ BAD_INPUTS = [(name, kwargs, exc, match) for name in DEFAULTS for kwargs, exc, m
     ("conv2d", dict(bias=np.ones(3)), ValueError, "bias"),
     ("conv2d", dict(bias=np.ones((2, 1))), ValueError, "bias"),
     ("conv2d", dict(bias=np.ones(0)), ValueError, "bias"),
+    ("conv2d", dict(bias=np.ones(2, np.complex64)), TypeError, "bias must be real"),
+    ("conv2d", dict(weight=np.ones((0, 4, 3, 3))), ValueError, r"weight of shape \(0, 4, 3, 3\) is empty"),
+    ("conv2d_input_grad", dict(weight=np.ones((0, 4, 3, 3)), grad_output=np.ones((1, 0, 4, 4))), ValueError,
+     r"weight of shape \(0, 4, 3, 3\) is empty"),
+    ("conv2d_weight_grad", dict(weight_shape=(0, 4, 3, 3), grad_output=np.ones((1, 0, 4, 4))), ValueError,
+     r"weight of shape \(0, 4, 3, 3\) is empty"),
+    ("conv2d_input_grad", dict(input_shape=(1, 4, 6.9, 6)), TypeError, "input_shape must be a sequence of 4 ints"),
+    ("conv2d_input_grad", dict(input_shape=(1, 4, "6", 6)), TypeError, "input_shape must be a sequence of 4 ints"),
+    ("conv2d_input_grad", dict(input_shape=(1, True, 6, 6)), TypeError, "input_shape must be a sequence of 4 ints"),
+    ("conv2d_input_grad", dict(input_shape=1.7), TypeError, "input_shape must be a sequence of 4 ints"),
+    ("conv2d_weight_grad", dict(weight_shape=(2, 4, 3.9, 3)), TypeError, "weight_shape must be a sequence of 4 ints"),
+    ("conv2d_weight_grad", dict(weight_shape="5"), TypeError, "weight_shape must be a sequence of 4 ints"),
     ("conv2d_input_grad", dict(input_shape=(4, 6, 6)), ValueError, "input_shape"),
     ("conv2d_input_grad", dict(input_shape=(1, 4, 6, 6, 1)), ValueError, "input_shape"),
     ("conv2d_input_grad", dict(input_shape=(1, 4, -6, 6)), ValueError, "input_shape"),

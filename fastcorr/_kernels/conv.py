@@ -48,16 +48,6 @@ def _add_padding_product(dst, tap):
             dst[j] += product
 
 
-@kernel(reassociate=True)
-def finite(a):
-    """Whether every element of the C-contiguous ``a`` is finite (``sum(a * 0)`` is zero, not NaN)."""
-    flat = a.ravel()
-    acc = flat.dtype.type(0)
-    for i in prange(flat.shape[0]):
-        acc += flat[i] * 0
-    return acc == 0
-
-
 @kernel
 def forward(x, w, bias, out, sh, sw, dh, dw, pt, pl, groups):
     n_batch, _, h, width = x.shape
