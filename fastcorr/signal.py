@@ -8,7 +8,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from fastcorr import _validate
+from fastcorr._kernels import conv as _conv
 from fastcorr._kernels import corr as _corr
+from fastcorr._kernels.scan import all_finite
 
 Mode = Literal["full", "same", "valid"]
 Boundary = Literal["fill", "pad", "wrap", "circular", "symm", "symmetric"]
@@ -157,8 +159,14 @@ def corr2d_grad(X: ArrayLike, K: ArrayLike, dY: ArrayLike) -> tuple[NDArray, NDA
     dtype = _validate.float_dtype(X.dtype, K.dtype, dY.dtype)
     x = _validate.contiguous(X, dtype)
     dy = _validate.contiguous(dY, dtype)
-    flipped = _validate.contiguous(K[::-1, ::-1], dtype)
-    dX = _run(dy, flipped, np.empty((h, w), dtype), kh - 1, kw - 1)
+    k = _validate.contiguous(K, dtype)
+    dX = np.empty((h, w), dtype)
+    if all_finite(k):
+        _run(dy, _validate.contiguous(k[::-1, ::-1], dtype), dX, kh - 1, kw - 1)
+    elif dX.size:
+        # The 'full' correlation's zero fill is not part of the maths: an inf or NaN in K
+        # must not meet it, so each product of dY and K is added where it belongs instead.
+        _conv.input_grad.pick(dy.size * k.size)(dy[None, None], k[None, None], dX[None, None], 1, 1, 1, 1, 0, 0, 1)
     dK = _run(x, dy, np.empty((kh, kw), dtype))
     return dX, dK
 
@@ -335,10 +343,7 @@ def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
     x = np.ascontiguousarray(in1, call.dtype)
     k = _kernel(in2, call.dtype, convolve)
     out = np.empty(call.shape, call.dtype)
-    if call.method == "fft" or (
-        call.method == "auto" and call.boundary == _corr.FILL and call.dtype.kind in "fc"
-        and _fft_pays(call.dtype, call.shape, k.shape)
-    ):
+    if call.method == "fft" or (call.method == "auto" and _auto_fft(call, in1.dtype, in2.dtype, x, k)):
         _fft_correlate(x, k, out, call.pad, call.fill)
     else:
         _run(x, k, out, call.pad[0], call.pad[1], call.boundary, call.fill)
@@ -346,6 +351,26 @@ def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
         # correlate(a, b)[k] == conj(correlate(b, a)[-k]); scipy omits the conj.
         return np.conjugate(out[::-1, ::-1])
     return out
+
+
+def _auto_fft(call: _Call, dtype1: np.dtype, dtype2: np.dtype, x: np.ndarray, k: np.ndarray) -> bool:
+    """method='auto': the FFT where it pays and its answer is the direct sum's to the documented
+    rounding: float or complex inputs (never integers), no inf or NaN anywhere (the FFT would
+    spread them over the whole output), and a fill value that the direct loops either never
+    read or that is no larger than the image (so that it does not set the rounding's scale)."""
+    if call.boundary != _corr.FILL or dtype1.kind not in "fc" or dtype2.kind not in "fc":
+        return False
+    if not _fft_pays(call.dtype, call.shape, k.shape) or not (all_finite(x) and all_finite(k)):
+        return False
+    fill = call.fill
+    return fill == 0 or not _reads_fill(x.shape, k.shape, call.shape, call.pad) or (
+        np.isfinite(fill) and abs(fill) <= np.abs(x).max()
+    )
+
+
+def _reads_fill(shape, kernel, out_shape, pad) -> bool:
+    """Whether some output's taps reach past the edges of an image of ``shape``."""
+    return any(p > 0 or o + kn - 2 - p >= n for n, kn, o, p in zip(shape, kernel, out_shape, pad))
 
 
 def _swap_needed(shape1, shape2) -> bool:
@@ -362,25 +387,33 @@ def _swap_needed(shape1, shape2) -> bool:
 
 
 def _fft_correlate(x, k, out, pad, fill):
-    """The direct kernel's result by FFT: corr(ext(x), k) = corr(x - fill, k) + fill * sum(k).
+    """The direct kernel's result with the 'fill' boundary, by FFT.
 
-    A circular convolution of length ``L`` equals the linear one except at the first
-    ``h + kh - 1 - L`` indices, so ``L`` only needs to keep the requested part clean.
-    scipy.fft (multi-threaded, more sizes it handles fast) is used when installed.
+    A fill value that the outputs read is written around ``x`` first; then the result is the
+    'valid' part of a linear correlation. A circular convolution of length ``L`` equals the
+    linear one except at the first ``h + kh - 1 - L`` indices, so ``L`` only needs to keep
+    the requested part clean. scipy.fft (multi-threaded, more sizes it handles fast) is used
+    when installed.
     """
     if k.size == 0 or out.size == 0 or x.size == 0:
         _run(x, k, out, pad[0], pad[1], _corr.FILL, fill)
         return
+    (kh, kw), (oh, ow) = k.shape, out.shape
+    if fill != 0 and _reads_fill(x.shape, k.shape, out.shape, pad):
+        extended = np.full((oh + kh - 1, ow + kw - 1), fill, x.dtype)
+        extended[pad[0] : pad[0] + x.shape[0], pad[1] : pad[1] + x.shape[1]] = x
+        x, pad = extended, (0, 0)
     fft, options, fast_len = _fft_backend()
-    (h, w), (kh, kw) = x.shape, k.shape
+    h, w = x.shape
     r0, c0 = kh - 1 - pad[0], kw - 1 - pad[1]
-    shape = (fast_len(max(r0 + out.shape[0], h + kh - 1 - r0)), fast_len(max(c0 + out.shape[1], w + kw - 1 - c0)))
+    shape = (fast_len(max(r0 + oh, h + kh - 1 - r0)), fast_len(max(c0 + ow, w + kw - 1 - c0)))
     flipped = k[::-1, ::-1]
-    if out.dtype.kind == "c":
-        full = fft.ifft2(fft.fft2(x - fill, shape, **options) * fft.fft2(flipped, shape, **options), shape, **options)
-    else:
-        full = fft.irfft2(fft.rfft2(x - fill, shape, **options) * fft.rfft2(flipped, shape, **options), shape, **options)
-    np.add(full[r0 : r0 + out.shape[0], c0 : c0 + out.shape[1]], fill * k.sum(), out=out, casting="unsafe")
+    with np.errstate(all="ignore"):  # as the direct loops: an inf or NaN is a value, not a warning
+        if out.dtype.kind == "c":
+            full = fft.ifft2(fft.fft2(x, shape, **options) * fft.fft2(flipped, shape, **options), shape, **options)
+        else:
+            full = fft.irfft2(fft.rfft2(x, shape, **options) * fft.rfft2(flipped, shape, **options), shape, **options)
+    np.copyto(out, full[r0 : r0 + oh, c0 : c0 + ow], casting="unsafe")
 
 
 def _fft_backend():

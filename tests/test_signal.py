@@ -476,3 +476,113 @@ def test_fft_method_without_scipy_uses_numpy(monkeypatch, rng):
     monkeypatch.setitem(sys.modules, "scipy.fft", None)
     in1, in2 = sample(rng, (50, 61), np.float64), sample(rng, (9, 12), np.float64)
     assert_same(fc.convolve2d(in1, in2, method="fft"), fc.convolve2d(in1, in2, method="direct"), rtol=1e-9)
+
+
+# method="auto" and the FFT: no other answer than direct's beyond the documented rounding
+
+def fft_bound(in1, in2, fillvalue, dtype):
+    """correlate2d's documented FFT accuracy: eps * log2((M1 + M2)(N1 + N2)) * max|ext(in1)| * sum|in2|."""
+    (h, w), (kh, kw) = in1.shape, in2.shape
+    largest = max(np.abs(in1).max(initial=0), abs(fillvalue))
+    return np.finfo(dtype).eps * np.log2((h + kh) * (w + kw)) * largest * np.abs(in2).sum()
+
+
+def assert_same_nonfinite(actual, expected):
+    for part in (np.real, np.imag):
+        for name, test in [("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)]:
+            np.testing.assert_array_equal(test(part(actual)), test(part(expected)), err_msg=f"{name} positions")
+
+
+@pytest.mark.parametrize("where, value", [("in1", np.nan), ("in1", np.inf), ("in2", np.inf), ("in2", -np.nan)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_auto_keeps_nan_and_inf_where_direct_puts_them(where, value, dtype, rng):
+    in1, in2 = sample(rng, (160, 150), dtype), sample(rng, (41, 41), dtype)
+    (in1 if where == "in1" else in2)[20, 30] = value
+    auto = fc.correlate2d(in1, in2)
+    direct = fc.correlate2d(in1, in2, method="direct")
+    assert where == "in2" or np.isfinite(direct).mean() > 0.5
+    assert_same_nonfinite(auto, direct)
+    assert_same_nonfinite(auto, scipy.signal.correlate2d(in1, in2))
+
+
+def test_auto_keeps_integer_inputs_exact(rng):
+    in1 = rng.integers(0, 2**20, (120, 130), dtype=np.uint64)
+    in2 = rng.integers(-(2**10), 2**10, (41, 41), dtype=np.int64)
+    expected = scipy.signal.correlate2d(in1, in2, "valid")
+    assert expected.dtype == np.float64
+    np.testing.assert_array_equal(fc.correlate2d(in1, in2, "valid"), expected)
+
+
+@pytest.mark.parametrize("method", ["auto", "fft"])
+@pytest.mark.parametrize("mode", MODES)
+def test_large_fill_values_do_not_cancel(mode, method, rng):
+    in1, in2 = sample(rng, (150, 160), np.float32), sample(rng, (41, 41), np.float32)
+    got = fc.correlate2d(in1, in2, mode, fillvalue=1e6, method=method)
+    exact = scipy.signal.correlate2d(in1.astype(np.float64), in2.astype(np.float64), mode, fillvalue=1e6)
+    if mode == "valid" or method == "auto":
+        # The fill is never read ('valid'), or auto keeps a fill far above the image's values
+        # away from the FFT: each output is as accurate as its own terms allow.
+        terms = scipy.signal.correlate2d(np.abs(in1.astype(np.float64)), np.abs(in2.astype(np.float64)), mode,
+                                         fillvalue=1e6)
+        tolerance = in2.size * np.finfo(np.float32).eps * terms
+    else:
+        tolerance = fft_bound(in1, in2, 1e6, np.float32)
+    assert (np.abs(got - exact) <= tolerance).all()
+
+
+@pytest.mark.parametrize("fillvalue", [np.nan, np.inf, 1e30])
+def test_auto_with_a_fill_it_cannot_bound_runs_direct(fillvalue, rng):
+    in1, in2 = sample(rng, (160, 150), np.float64), sample(rng, (41, 41), np.float64)
+    auto = fc.correlate2d(in1, in2, "same", fillvalue=fillvalue)
+    direct = fc.correlate2d(in1, in2, "same", fillvalue=fillvalue, method="direct")
+    np.testing.assert_array_equal(auto, direct)
+
+
+@given(
+    shape1=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    shape2=st.tuples(st.integers(1, 25), st.integers(1, 25)),
+    mode=st.sampled_from(MODES), convolve=st.booleans(),
+    fillvalue=st.sampled_from([0, 0.5, -3.0, 1e4]),
+    dtype=st.sampled_from([np.float32, np.float64, np.complex64, np.complex128]),
+    scale=st.sampled_from([1.0, 1e-3, 1e20]), seed=st.integers(0, 2**32 - 1),
+)
+def test_fft_meets_its_documented_bound(shape1, shape2, mode, convolve, fillvalue, dtype, scale, seed):
+    rng = np.random.default_rng(seed)
+    in1, in2 = sample(rng, shape1, dtype) * dtype(scale), sample(rng, shape2, dtype)
+    if mode == "valid" and not (shape1[0] >= shape2[0] and shape1[1] >= shape2[1]):
+        in1, in2 = in2, in1
+        if not (in1.shape[0] >= in2.shape[0] and in1.shape[1] >= in2.shape[1]):
+            mode = "full"
+    func = fc.convolve2d if convolve else fc.correlate2d
+    exact = (scipy.signal.convolve2d if convolve else scipy.signal.correlate2d)(
+        in1.astype(np.clongdouble), in2.astype(np.clongdouble), mode, fillvalue=fillvalue)
+    got = func(in1, in2, mode, fillvalue=fillvalue, method="fft")
+    assert got.dtype == np.dtype(dtype)
+    assert np.abs(got - exact).max(initial=0) <= fft_bound(in1, in2, fillvalue, dtype)
+
+
+def test_fft_method_spreads_nan_as_documented(rng):
+    in1, in2 = sample(rng, (30, 30), np.float64), sample(rng, (5, 5), np.float64)
+    in1[3, 3] = np.nan
+    assert np.isnan(fc.correlate2d(in1, in2, method="fft")).all()
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_corr2d_grad_follows_the_chain_rule_for_nonfinite_kernels(bad, dtype, twin, rng):
+    X, K, dY = sample(rng, (6, 7), dtype), sample(rng, (3, 2), dtype), sample(rng, (4, 6), dtype)
+    K[0, 1] = bad
+    dX, dK = fc.corr2d_grad(X, K, dY)
+    with np.errstate(invalid="ignore"):
+        expected_dX, expected_dK = naive.corr2d_grad(X, K, dY)
+    for got, expected in [(dX, expected_dX), (dK, expected_dK.astype(dK.dtype))]:
+        assert_same_nonfinite(got, expected)
+        finite = np.isfinite(expected)
+        assert finite.any()
+        assert_same(got[finite], expected[finite].astype(got.dtype))
+
+
+def test_corr2d_grad_is_finite_where_the_chain_rule_is():
+    dX, _ = fc.corr2d_grad(np.arange(9.0).reshape(3, 3), [[np.inf, 1], [2, 3]], np.ones((2, 2)))
+    assert dX[2, 2] == 3.0
+    np.testing.assert_array_equal(np.isinf(dX), [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
