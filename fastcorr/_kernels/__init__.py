@@ -12,7 +12,7 @@ import numba
 
 from fastcorr._kernels import _threading
 
-_threading.configure()
+_threading.load_tbb()
 
 #: Below this many multiply-adds a parallel launch costs more than it saves: waking
 #: TBB's workers after an idle spell costs 50-250 us on a 2-core VM (measured).

@@ -1,57 +1,60 @@
-"""Choose Numba's threading layer: TBB, the one that is both thread- and fork-safe.
+"""Make Numba's TBB threading layer loadable: the one that is both thread- and fork-safe.
 
-Numba's default on Linux is GNU OpenMP, which kills forked children of a process that
-has used it (multiprocessing's fork start method, Dask process workers); its fallback,
-the workqueue layer, aborts when two Python threads launch parallel work at once.
-TBB is safe under both, but the ``tbb`` wheel installs ``libtbb.so.12`` into
-``<prefix>/lib``, where the dynamic loader does not look. Loading it once with
-``RTLD_GLOBAL`` lets Numba's TBB pool find it.
+Numba picks its threading layer itself, the first time any parallel function runs: by
+default the first of ``NUMBA_THREADING_LAYER_PRIORITY`` ('tbb omp workqueue') that loads.
+TBB loads only when ``libtbb.so.12`` can be found, and the ``tbb`` wheel installs it into
+``<prefix>/lib``, where the dynamic loader does not look. Loading that file once, with
+``RTLD_GLOBAL``, lets Numba's own TBB pool find it. Nothing else is changed: the layer stays
+Numba's choice and the user's (``NUMBA_THREADING_LAYER``, the priority list), for
+fastcorr's kernels and for the user's own parallel code alike.
 
-The library is loaded in every case, so that a user's own ``NUMBA_THREADING_LAYER`` of
-'tbb', 'safe' or 'threadsafe' finds it too; the choice is left to the user when they set
-that variable, and to Numba when its threads are already running (the layer is fixed for
-the life of the process then).
+Only the ``tbb`` distribution's own library is loaded, and only a release that Numba
+accepts (2021.6 or later), so that an older libtbb elsewhere on the system is never pulled
+into the process.
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 from importlib import metadata
 
-import numba
-from numba.np.ufunc import parallel
-
 _LIB_NAMES = {"linux": "libtbb.so.12", "win32": "tbb12.dll", "darwin": "libtbb.12.dylib"}
+_OLDEST = (2021, 6)
 
 
-def _tbb_library() -> str | None:
+def _release(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split(".")[:2]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def tbb_library() -> str | None:
+    """The path of the installed ``tbb`` wheel's library, if Numba can use that release."""
     name = _LIB_NAMES.get(sys.platform)
     if name is None:
         return None
-    for prefix in (sys.prefix, sys.base_prefix):
-        for folder in ("lib", "Library/bin"):
-            path = os.path.join(prefix, folder, name)
-            if os.path.exists(path):
-                return path
     try:
-        files = metadata.files("tbb") or []
+        dist = metadata.distribution("tbb")
     except metadata.PackageNotFoundError:
         return None
-    for file in files:
+    if _release(dist.version) < _OLDEST:
+        return None
+    for file in dist.files or []:
         if file.name == name:
             return str(file.locate())
     return None
 
 
-def configure() -> str:
-    """Make libtbb loadable and select TBB unless the layer is already chosen; return the layer."""
-    path = _tbb_library()
+def load_tbb() -> bool:
+    """Load the ``tbb`` wheel's library with ``RTLD_GLOBAL``; whether it loaded."""
+    path = tbb_library()
+    if path is None:
+        return False
     try:
-        loaded = path is not None and bool(ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL))
+        ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
     except OSError:
-        loaded = False
-    if loaded and numba.config.THREADING_LAYER == "default" and not parallel._is_initialized:
-        numba.config.THREADING_LAYER = "tbb"
-    return numba.config.THREADING_LAYER
+        return False
+    return True
