@@ -1,0 +1,168 @@
+"""fastcorr against scipy.signal and torch over drawn inputs: shapes, modes, boundaries, fill
+values (large and non-finite among them), dtypes, memory layouts, NaN and inf anywhere,
+``method``, and both kernel twins. Seeded (the hypothesis profile is derandomised), so a
+failure reproduces; each run is small, so the module fits in the suite's time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import pytest
+import scipy.signal
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastcorr as fc
+from fastcorr import _kernels
+from layouts import layouts
+from test_conv import conv_problems, operands, torch_reference
+from test_signal import assert_same_nonfinite, fft_bound
+
+DTYPES = [np.int8, np.uint8, np.int16, np.int32, np.uint32, np.int64, np.uint64,
+          np.float32, np.float64, np.complex64, np.complex128]
+#: The parallel twins are drawn for these only: each dtype is one more compile.
+PARALLEL_DTYPES = [np.int32, np.float32, np.float64, np.complex128]
+LAYOUTS = [name for name, _ in layouts(np.zeros((2, 2)))]
+SPECIALS = [np.nan, np.inf, -np.inf]
+
+
+@contextlib.contextmanager
+def twin(name: str):
+    """Every kernel picks its ``name`` twin, whatever the size of the work."""
+    saved = _kernels.SERIAL_WORK
+    _kernels.SERIAL_WORK = 2**62 if name == "serial" else 0
+    try:
+        yield
+    finally:
+        _kernels.SERIAL_WORK = saved
+
+
+def laid_out(a, name):
+    return dict(layouts(a))[name]
+
+
+def sample(rng, shape, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(max(info.min, -20), min(info.max, 20), shape, endpoint=True).astype(dtype)
+    values = rng.standard_normal(shape) * 4
+    if dtype.kind == "c":
+        values = values + 1j * rng.standard_normal(shape)
+    return values.astype(dtype)
+
+
+def spoil(rng, a, count):
+    """Put ``count`` NaN or inf values at random places of a float or complex ``a``."""
+    if a.dtype.kind not in "fc" or a.size == 0:
+        return a
+    for _ in range(count):
+        a.reshape(-1)[rng.integers(a.size)] = SPECIALS[rng.integers(len(SPECIALS))]
+    return a
+
+
+def assert_matches(got, expected):
+    assert got.shape == expected.shape
+    assert got.dtype == expected.dtype
+    if got.dtype.kind in "iu":
+        np.testing.assert_array_equal(got, expected)
+        return
+    assert_same_nonfinite(got, expected)
+    finite = np.isfinite(expected)
+    rtol = 1e-4 if got.dtype in (np.float32, np.complex64) else 1e-10
+    scale = max(1.0, np.abs(expected[finite]).max(initial=0))
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=rtol, atol=rtol * scale)
+
+
+@st.composite
+def signal_calls(draw):
+    parallel = draw(st.booleans())
+    dtype = np.dtype(draw(st.sampled_from(PARALLEL_DTYPES if parallel else DTYPES)))
+    size = draw(st.sampled_from(["small", "wide rows", "large kernel"]))
+    if size == "small":
+        shape1 = (draw(st.integers(0, 24)), draw(st.integers(0, 24)))
+    elif size == "wide rows":  # the tiles that take two output rows at once
+        shape1 = (draw(st.integers(0, 6)), draw(st.integers(380, 420)))
+    else:  # where method='auto' weighs the FFT
+        shape1 = (draw(st.integers(30, 60)), draw(st.integers(30, 60)))
+    side = (18, 30) if size == "large kernel" else (1, 6)
+    shape2 = (draw(st.integers(*side)), draw(st.integers(*side)))
+    fill = draw(st.sampled_from([0, 2, -1.5, 1e30, np.nan, np.inf, -np.inf]))
+    return dict(
+        twin="parallel" if parallel else "serial",
+        dtype=dtype, shape1=shape1, shape2=shape2, fill=fill,
+        mode=draw(st.sampled_from(["full", "same", "valid"])),
+        # scipy dies of SIGFPE extending an empty in1 by 'wrap' or 'symm'
+        boundary=draw(st.sampled_from(["fill", "wrap", "symm"] if min(shape1) else ["fill"])),
+        convolve=draw(st.booleans()),
+        method=draw(st.sampled_from(["auto", "direct", "fft"])),
+        layout1=draw(st.sampled_from(LAYOUTS)), layout2=draw(st.sampled_from(LAYOUTS)),
+        spoiled=(draw(st.integers(0, 3)), draw(st.integers(0, 1))),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+@settings(max_examples=200)
+@given(call=signal_calls())
+def test_correlate2d_and_convolve2d_against_scipy(call):
+    rng = np.random.default_rng(call["seed"])
+    dtype = call["dtype"]
+    in1 = spoil(rng, sample(rng, call["shape1"], dtype), call["spoiled"][0])
+    in2 = spoil(rng, sample(rng, call["shape2"], dtype), call["spoiled"][1])
+    name = "convolve2d" if call["convolve"] else "correlate2d"
+    args = (call["mode"], call["boundary"], call["fill"])
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy warns on the way to some of its errors
+            expected = getattr(scipy.signal, name)(in1, in2, *args)
+    except (ValueError, OverflowError):
+        expected = None
+    method = call["method"]
+    a, b = laid_out(in1, call["layout1"]), laid_out(in2, call["layout2"])
+    with twin(call["twin"]):
+        if expected is None:
+            with pytest.raises(ValueError):
+                getattr(fc, name)(a, b, *args, method=method)
+            return
+        if method == "fft" and (call["boundary"] != "fill" or dtype.kind not in "fc"):
+            with pytest.raises(ValueError, match="method='fft'"):
+                getattr(fc, name)(a, b, *args, method=method)
+            return
+        got = getattr(fc, name)(a, b, *args, method=method)
+    if name == "correlate2d" and call["mode"] == "valid" and dtype.kind == "c" and in1.shape != in2.shape and (
+            in1.shape[0] <= in2.shape[0] and in1.shape[1] <= in2.shape[1]):
+        expected = np.conj(expected)  # scipy's swapped complex 'valid' correlation is conjugated
+    if method == "fft":
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        fill_read = call["mode"] != "valid" and in1.size > 0
+        if np.isfinite(in1).all() and np.isfinite(in2).all() and (np.isfinite(call["fill"]) or not fill_read):
+            assert np.abs(got - expected).max(initial=0) <= fft_bound(in1, in2, call["fill"] if fill_read else 0, dtype)
+        elif not np.isfinite(in1).all() or not np.isfinite(in2).all():
+            assert np.isnan(got).all()  # documented: the FFT spreads an inf or NaN over every output
+        return
+    assert_matches(got, expected)
+
+
+@given(problem=conv_problems(), dtype=st.sampled_from([np.float32, np.float64]), bias=st.booleans(),
+       spoiled=st.tuples(st.integers(0, 2), st.integers(0, 1), st.integers(0, 1)),
+       parallel=st.booleans(), layout=st.sampled_from(["C", "negative strides", "byte-swapped"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_conv2d_and_grads_against_torch(torch, problem, dtype, bias, spoiled, parallel, layout, seed):
+    shapes, kwargs = problem
+    rng = np.random.default_rng(seed)
+    x, w, b, dy = operands(rng, shapes, kwargs, dtype)
+    x, w, dy = spoil(rng, x, spoiled[0]), spoil(rng, w, spoiled[1]), spoil(rng, dy, spoiled[2])
+    b = b if bias else None
+    expected = torch_reference(torch, x, w, b, dy, kwargs)
+    x4 = x if layout == "C" else laid_out(x.reshape(x.shape[0] * x.shape[1], -1), layout).reshape(x.shape)
+    with twin("parallel" if parallel else "serial"):
+        got = [
+            fc.conv2d(x4, w, b, **kwargs),
+            fc.conv2d_input_grad(x.shape, w, dy, **kwargs),
+            fc.conv2d_weight_grad(x4, w.shape, dy, **kwargs),
+        ]
+    for g, e in zip(got, expected):
+        assert_matches(g, e)
