@@ -103,6 +103,8 @@ def fill_scalar(fillvalue: object, dtype: np.dtype) -> np.generic:
             warnings.simplefilter("error")
             fill = np.array(fillvalue, dtype=dtype)
     except (TypeError, ValueError, OverflowError, Warning) as exc:
+        if np.asarray(fillvalue).dtype.kind == "O":
+            raise TypeError(f"`fillvalue` must be a number, got {type(fillvalue).__name__}") from None
         raise ValueError(
             f"could not cast `fillvalue` directly to the output type {dtype} "
             f"(fillvalue={fillvalue!r}: {exc}); pass a fill value that {dtype} can hold"

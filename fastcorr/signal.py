@@ -292,6 +292,7 @@ def _prepare(func, in1, in2, mode, boundary, fillvalue, method, convolve) -> _Ca
     if swapped:
         in1, in2 = in2, in1
     mode = _validate.choice(mode, "mode", _MODES, "Acceptable mode flags are 'valid', 'same', or 'full'")
+    boundary_name = boundary
     boundary = _validate.choice(boundary, "boundary", _BOUNDARIES, _BOUNDARY_ERROR)
     if method != "auto":
         method = _validate.choice(method, "method", _METHODS)
@@ -308,7 +309,7 @@ def _prepare(func, in1, in2, mode, boundary, fillvalue, method, convolve) -> _Ca
             raise ValueError(f"{func}: method='fft' supports boundary='fill' only; use method='direct'")
         if dtype.kind not in "fc":
             raise ValueError(f"{func}: method='fft' needs float or complex inputs, got {dtype}; use method='direct'")
-    if boundary != _corr.FILL or (fillvalue == 0 and type(fillvalue) is int):
+    if boundary != _corr.FILL or (type(fillvalue) is int and fillvalue == 0):
         fill = dtype.type(0)
     else:
         fill = _validate.fill_scalar(fillvalue, dtype)
@@ -323,7 +324,8 @@ def _prepare(func, in1, in2, mode, boundary, fillvalue, method, convolve) -> _Ca
     if min(shape) < 0:
         raise ValueError(f"{func}: in1 of shape {in1.shape} and in2 of shape {in2.shape} give no output in mode={mode!r}")
     if boundary != _corr.FILL and in1.size == 0 and in2.size > 0 and 0 not in shape:
-        raise ValueError(f"{func}: boundary={boundary!r} cannot extend an empty in1 of shape {in1.shape}; use 'fill'")
+        raise ValueError(f"{func}: boundary={boundary_name!r} cannot extend an empty in1 of shape {in1.shape}; "
+                         "use 'fill'")
     return _Call(swapped, mode, boundary, method, dtype, fill, shape, pad)
 
 
