@@ -35,12 +35,14 @@ def inputs(n: int, seed: int = 0):
     return [rng.standard_normal(SHAPE) for _ in range(n)], rng.standard_normal(KSHAPE)
 
 
-def run(code: str, layer: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run(code: str, layer: str | None = None, timeout: float = 120, priority: str | None = None) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter that imports fastcorr and this module from the checkout."""
-    env = {key: value for key, value in os.environ.items() if key != "NUMBA_THREADING_LAYER"}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_THREADING_LAYER")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS.parent), str(TESTS), env.get("PYTHONPATH")]))
     if layer is not None:
         env["NUMBA_THREADING_LAYER"] = layer
+    if priority is not None:
+        env["NUMBA_THREADING_LAYER_PRIORITY"] = priority
     return subprocess.run(
         [sys.executable, "-c", code], cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -173,3 +175,48 @@ def test_threading_layer(requested, expected):
     proc = run("from test_safety import layer_and_exactness; layer_and_exactness()", layer=requested)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [expected, "True"]
+
+
+USERS_OWN_PARALLEL_CODE = """
+import numba, numpy as np
+import fastcorr
+print(numba.config.THREADING_LAYER)
+@numba.njit(parallel=True)
+def total(a):
+    s = 0.0
+    for i in numba.prange(a.size):
+        s += a[i]
+    return s
+total(np.ones(1000))
+print(numba.threading_layer())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("priority, expected", [(None, "tbb"), ("omp tbb workqueue", "omp"), ("workqueue tbb omp", "workqueue")])
+def test_import_leaves_the_layer_to_numba_and_the_user(priority, expected):
+    """Importing fastcorr only makes TBB loadable: Numba's priority list still decides, for everyone's code."""
+    proc = run(USERS_OWN_PARALLEL_CODE, priority=priority)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["default", expected]
+
+
+@pytest.mark.parametrize("version, usable", [("2021.5.0", False), ("2020.3", False), ("2021.6.0", True), ("2022.0.0", True)])
+def test_only_a_tbb_release_numba_accepts_is_loaded(monkeypatch, version, usable):
+    from importlib import metadata
+
+    from fastcorr._kernels import _threading
+
+    class Library:
+        name = "libtbb.so.12"
+
+        def locate(self):
+            return Path("/prefix/lib/libtbb.so.12")
+
+    class Wheel:
+        files = [Library()]
+
+    Wheel.version = version
+    monkeypatch.setattr(metadata, "distribution", lambda name: Wheel)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert (_threading.tbb_library() is not None) == usable
