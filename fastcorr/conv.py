@@ -211,6 +211,12 @@ def conv2d_input_grad(
     ndarray, shape ``input_shape``
         In the dtype rule of :func:`conv2d` for ``weight`` and ``grad_output``.
 
+    Notes
+    -----
+    With stride 1 and a finite ``weight`` the sums run in blocks over flat padded planes; an
+    inf or NaN in ``weight`` (or a stride above 1) takes a plain loop that adds the same
+    products in another order. The finite results of the two differ by rounding only.
+
     Examples
     --------
     >>> import numpy as np
@@ -274,6 +280,12 @@ def conv2d_weight_grad(
     -------
     ndarray, shape ``weight_shape``
         In the dtype rule of :func:`conv2d` for ``input`` and ``grad_output``.
+
+    Notes
+    -----
+    With stride 1 and a finite ``input`` the sums run as blocked dot products; an inf or
+    NaN in ``input`` (or a stride above 1) takes a plain loop that adds the same products
+    in another order. The finite results of the two differ by rounding only.
 
     Examples
     --------

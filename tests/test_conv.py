@@ -610,3 +610,24 @@ def describe(value):
 def test_bad_input(name, kwargs, exception, match):
     with pytest.raises(exception, match=match):
         getattr(fc, name)(**(DEFAULTS[name] | kwargs))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blocked_and_plain_gradient_loops_differ_by_rounding_only(dtype, rng):
+    """An inf or NaN sends a stride-1 gradient from the blocked loops to the plain ones."""
+    from fastcorr import conv
+    from fastcorr._kernels import conv as kernels
+
+    x, w, _, dy = operands(rng, (2, 3, 9, 10, 4, 3, 3), dict(padding=1), dtype)
+    geo = conv._geometry("test", w.shape, 1, 1, 1, 1)
+    eps, terms = np.finfo(dtype).eps, x.shape[0] * dy.shape[2] * dy.shape[3]
+    blocked = conv._weight_grad(x, dy, np.empty(w.shape, dtype), geo)
+    plain = np.empty(w.shape, dtype)
+    kernels.weight_grad.serial(x, dy, plain, *geo.kernel_args())
+    scale = naive.conv2d_weight_grad(np.abs(x), w.shape, np.abs(dy), padding=1)
+    assert (np.abs(blocked - plain) <= 2 * terms * eps * scale).all()
+    blocked = conv._input_grad(dy, w, np.empty(x.shape, dtype), geo)
+    plain = np.empty(x.shape, dtype)
+    kernels.input_grad.serial(dy, w, plain, *geo.kernel_args())
+    scale = naive.conv2d_input_grad(x.shape, np.abs(w), np.abs(dy), padding=1)
+    assert (np.abs(blocked - plain) <= 2 * w[0].size * w.shape[0] * eps * scale).all()
