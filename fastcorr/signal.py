@@ -32,7 +32,7 @@ def _run(x, k, out, p0=0, p1=0, boundary=_corr.FILL, fill=None):
     if work:
         if fill is None:
             fill = _ZEROS[out.dtype]
-        _corr.correlate.pick(work)(x, k, out, p0, p1, boundary, fill)
+        _corr.correlate(x, k, out, p0, p1, boundary, fill)
     else:
         out[...] = 0
     return out

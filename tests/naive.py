@@ -31,6 +31,17 @@ def extended(x, t, u, boundary, fill):
     return x[t if t < h else 2 * h - 1 - t, u if u < w else 2 * w - 1 - u]
 
 
+def shifted_correlation(x, k, shape, p0, p1, boundary, fill):
+    """out[i, j] = sum_ab k[a, b] * ext(x)[i + a - p0, j + b - p1] for an output of ``shape``:
+    the extended image built element by element, then one window per output."""
+    kh, kw = k.shape
+    rows, cols = shape[0] + kh - 1, shape[1] + kw - 1
+    ext = np.array([[extended(x, t - p0, u - p1, boundary, fill) for u in range(cols)] for t in range(rows)],
+                   dtype=np.result_type(x, k)).reshape(rows, cols)
+    windows = np.lib.stride_tricks.sliding_window_view(ext, (kh, kw))
+    return np.einsum("ijab,ab->ij", windows, k)
+
+
 def _loops(in1, kernel, mode, boundary, fillvalue, same_pad):
     """out[i, j] = sum_ab ext(in1)[i + a - p0, j + b - p1] * kernel[a, b], one term at a time."""
     h, w = in1.shape

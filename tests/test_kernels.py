@@ -3,33 +3,68 @@ import itertools
 import numpy as np
 import pytest
 
+import naive
 from fastcorr import _kernels
 from fastcorr._kernels import conv, corr
 
 BOUNDARIES = [corr.FILL, corr.WRAP, corr.SYMM]
 
 
+INTERIOR_LOOPS = [corr.rows, corr.tile3x3, corr.tile5x5]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128, np.int32])
-@pytest.mark.parametrize("shapes", [((40, 3000), (3, 3)), ((9, 2500), (5, 5)), ((90, 70), (7, 12)), ((5, 4), (9, 9))])
-def test_serial_and_parallel_twins_agree(dtype, shapes, rng):
+@pytest.mark.parametrize("shapes", [((40, 3000), (3, 3)), ((9, 2500), (5, 5)), ((90, 70), (7, 12)), ((5, 4), (9, 9)),
+                                    ((8, 7), (3, 3)), ((7, 6), (5, 5)), ((30, 20), (1, 1))])
+def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
+    """The interior loops that can run a kernel shape and the border loop, serial and parallel,
+    against naive.py, the twins bit for bit, at every boundary and past the block and pairing edges."""
     x = (rng.standard_normal(shapes[0]) * 8).astype(dtype)
     k = (rng.standard_normal(shapes[1]) * 8).astype(dtype)
     (h, w), (kh, kw) = shapes
+    names = {corr.FILL: "fill", corr.SYMM: "symm", corr.WRAP: "wrap"}
+    loops = [loop for loop in INTERIOR_LOOPS if loop is corr.rows or (kh, kw) == (
+        (3, 3) if loop is corr.tile3x3 else (5, 5))]
     for boundary, (p0, p1) in itertools.product(BOUNDARIES, [(0, 0), (kh - 1, kw - 1), (kh // 2, 1)]):
         shape = (h + kh - 1 - p0 if p0 else max(h - kh + 1, 1), w + kw - 1 - p1 if p1 else max(w - kw + 1, 1))
-        serial, parallel = np.empty(shape, dtype), np.empty(shape, dtype)
-        corr.correlate.serial(x, k, serial, p0, p1, boundary, dtype(3))
-        corr.correlate.parallel(x, k, parallel, p0, p1, boundary, dtype(3))
-        np.testing.assert_array_equal(serial, parallel)
+        expected = naive.shifted_correlation(x, k, shape, p0, p1, names[boundary], dtype(3))
+        (r0, r1), (c0, c1) = corr._inside(h, kh, shape[0], p0), corr._inside(w, kw, shape[1], p1)
+        results = []
+        for interior, twin in itertools.product(loops, ["serial", "parallel"]):
+            out = np.full(shape, 7, dtype)
+            if r0 < r1 and c0 < c1:
+                getattr(interior, twin)(x, k, out, r0, r1, c0, c1, -p0, -p1)
+            getattr(corr.border, twin)(x, k, out, p0, p1, boundary, dtype(3), r0, r1, c0, c1)
+            results.append(out)
+        whole = np.full(shape, 7, dtype)
+        corr.border.serial(x, k, whole, p0, p1, boundary, dtype(3), 0, 0, 0, 0)
+        for serial, parallel in zip(results[::2], results[1::2]):
+            np.testing.assert_array_equal(serial, parallel)
+        tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
+        for result in results + [whole]:
+            np.testing.assert_allclose(result, expected, **tolerance)
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, out, pad, interior, loop",
+    [((6, 8), (1, 2), (6, 7), (0, 0), (0, 0, 0, 0), None),
+     ((64, 64), (3, 3), (62, 62), (0, 0), (0, 62, 0, 62), "tile3x3"),
+     ((64, 64), (5, 5), (64, 64), (2, 2), (2, 62, 2, 62), "tile5x5"),
+     ((64, 64), (3, 4), (66, 67), (2, 3), (2, 64, 3, 64), "rows"),
+     ((64, 4), (3, 9), (64, 4), (1, 4), (0, 0, 0, 0), None),
+     ((1024, 1024), (15, 15), (1010, 1010), (0, 0), (0, 1010, 0, 1010), "rows")],
+)
+def test_plan_splits_interior_and_border(shape, kernel, out, pad, interior, loop):
+    assert corr.plan(shape, kernel, out, *pad) == (interior, loop and getattr(corr, loop))
 
 
 def test_pick_runs_small_work_serially():
-    assert corr.correlate.pick(_kernels.SERIAL_WORK - 1) is corr.correlate.serial
-    assert corr.correlate.pick(_kernels.SERIAL_WORK) is corr.correlate.parallel
+    assert corr.rows.pick(_kernels.SERIAL_WORK - 1) is corr.rows.serial
+    assert corr.rows.pick(_kernels.SERIAL_WORK) is corr.rows.parallel
 
 
 def test_twins_have_their_own_cache_entries():
-    assert corr.correlate.serial.py_func.__qualname__ != corr.correlate.parallel.py_func.__qualname__
+    assert corr.rows.serial.py_func.__qualname__ != corr.rows.parallel.py_func.__qualname__
 
 
 @pytest.mark.parametrize("twin", ["serial", "parallel"])

@@ -53,3 +53,8 @@ def kernel(fn: types.FunctionType | None = None, *, reassociate: bool = False):
 
 
 helper = numba.njit(inline="always", **_OPTIONS)
+"""Decorator for small per-element helpers: inlined into every loop that calls them."""
+
+shared = numba.njit(**_OPTIONS)
+"""Decorator for row-sized helpers: compiled once per signature and called by every loop
+that needs them, so that several loops do not each compile their own copy."""
