@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 import fastcorr as fc
+from fastcorr._chapter import chapter_corr2d
 
 #: (image side, kernel side) for single images; the 6x8 image with a 1x2 kernel is the chapter's.
 SINGLE = [((6, 8), (1, 2)), ((64, 64), (3, 3)), ((512, 512), (3, 3)), ((512, 512), (5, 5)),
@@ -98,7 +99,6 @@ def single_impls(x: np.ndarray, k: np.ndarray, more: bool = False) -> dict[str, 
     ``more`` adds fastcorr's serial kernel, the chapter's loops (small images only),
     ``scipy.ndimage.correlate`` and ``scipy.signal.fftconvolve``.
     """
-    from fastcorr.__main__ import chapter_corr2d
     from fastcorr._kernels import corr
 
     out = np.empty((x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1), x.dtype)

@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastcorr.__main__ import chapter_corr2d, main, train
+from fastcorr._chapter import chapter_corr2d
+from fastcorr.__main__ import main, train
 
 
 def test_chapter_loops_are_the_textbook_function():
