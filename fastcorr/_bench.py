@@ -159,15 +159,15 @@ def large_kernel_cases(dtype) -> list[Case]:
     return cases
 
 
-def batched_cases(dtype) -> list[Case]:
-    """conv2d forward, and forward + both gradients, against torch's."""
+def batched_cases(dtype, layers=None) -> list[Case]:
+    """conv2d forward, and forward + both gradients, against torch's, for each of ``layers`` (:data:`BATCHED`)."""
     torch = _optional("torch")
     if torch is None:
         return []
     F = torch.nn.functional
     rng = np.random.default_rng(0)
     cases = []
-    for n, c, h, w, o, k, pad in BATCHED:
+    for n, c, h, w, o, k, pad in BATCHED if layers is None else layers:
         x = rng.standard_normal((n, c, h, w)).astype(dtype)
         weight = rng.standard_normal((o, c, k, k)).astype(dtype)
         y = fc.conv2d(x, weight, padding=pad)
