@@ -62,7 +62,8 @@ def test_no_module_imports_in_a_circle():
     ({"a.py": "from fastcorr import b", "b.py": "def f():\n    from fastcorr.a import g"},
      [["fastcorr.a", "fastcorr.b", "fastcorr.a"], ["fastcorr.b", "fastcorr.a", "fastcorr.b"]]),
     ({"a.py": "import fastcorr.b", "b.py": "from . import c", "c.py": "from .a import x"},
-     [["fastcorr.a", "fastcorr.b", "fastcorr.c", "fastcorr.a"], ["fastcorr.b", "fastcorr.c", "fastcorr.a", "fastcorr.b"],
+     [["fastcorr.a", "fastcorr.b", "fastcorr.c", "fastcorr.a"],
+      ["fastcorr.b", "fastcorr.c", "fastcorr.a", "fastcorr.b"],
       ["fastcorr.c", "fastcorr.a", "fastcorr.b", "fastcorr.c"]]),
     ({"__init__.py": "from fastcorr.a import f", "a.py": "import numpy", "b.py": "import fastcorr as fc"}, []),
 ])
