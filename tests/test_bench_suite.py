@@ -53,3 +53,18 @@ def test_every_benchmark_runs_once_with_every_installed_peer():
         expected |= {(test, impl) for test in ["test_single_image", "test_layer"] for impl in ["fastcorr", "torch"]}
         expected |= {("test_training_step", "fastcorr"), ("test_training_step", "torch")}
     assert expected <= ran, f"did not run: {sorted(expected - ran)}\n{result.stdout[-8000:]}"
+
+
+def test_the_readme_shows_both_bench_commands_with_options_that_exist():
+    pytest.importorskip("pytest_benchmark")
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Benchmarks\n", 1)[1].split("\n## ", 1)[0]
+    assert "python -m fastcorr bench --plot docs/bench.png" in section
+    assert "python -m pytest bench --benchmark-only" in section
+    assert "](docs/bench.png)" in readme
+    options = set(re.findall(r"--bench(?:mark)?-[a-z-]*[a-z]", section))
+    assert {"--benchmark-save", "--benchmark-compare", "--benchmark-histogram", "--benchmark-disable"} <= options
+    shown = subprocess.run([sys.executable, "-m", "pytest", "bench", "--help"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert {option for option in options if not re.search(re.escape(option) + r"(?![a-z-])", shown.stdout)} == set()
