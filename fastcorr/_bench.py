@@ -239,7 +239,7 @@ def gemm_rate(rounds: int = 5) -> float:
     return 2 * 2048**3 / statistics.median(_time(lambda: a @ a) for _ in range(rounds)) / 1e9
 
 
-#: CPU generations by (vendor, family, model) where /proc/cpuinfo's model name does not say.
+#: Intel server generations (family 6) by model number, which a virtual machine's model name may not give.
 INTEL_MODELS = {85: "Skylake-SP/Cascade Lake", 106: "Ice Lake-SP", 143: "Sapphire Rapids", 173: "Granite Rapids",
                 207: "Emerald Rapids"}
 
