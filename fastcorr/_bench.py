@@ -294,8 +294,9 @@ def machine() -> str:
         module = _optional(name)
         if module is not None:
             versions.append(f"{shown} {module.__version__}")
-    return (f"{datetime.date.today()}, {cpu()}, {os.cpu_count()} cores, "
-            f"{numba.config.NUMBA_NUM_THREADS} threads{memory}; " + ", ".join(versions))
+    threads = numba.config.NUMBA_NUM_THREADS
+    return (f"{datetime.date.today()}, {cpu()}, {os.cpu_count()} cores, {threads} thread{'s' if threads > 1 else ''}"
+            f"{memory}; " + ", ".join(versions))
 
 
 def table(cases: list[Case]) -> str:
@@ -395,13 +396,16 @@ def plot(cases: list[Case], path: str, about: str | None = None):
 
 def run(quick: bool = False, rounds: int = 9, plot_path: str | None = None, echo=print) -> list[Case]:
     echo(f"fastcorr bench: {machine()}; threading layer {numba.config.THREADING_LAYER}")
+    cv2, torch = _optional("cv2"), _optional("torch")
+    if cv2 is not None:
+        cv2.setNumThreads(numba.config.NUMBA_NUM_THREADS)
+    if torch is not None:
+        torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     cases = []
     for dtype in (np.float32, np.float64):
         for case in single_cases(QUICK if quick else SINGLE, dtype) + large_kernel_cases(dtype):
             cases.append(measure(case, rounds))
-    torch = _optional("torch")
     if torch is not None:
-        torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         for dtype in (np.float32, np.float64):
             cases += [measure(case, rounds) for case in batched_cases(dtype)]
         cases += [measure(case, rounds) for case in training_step_case()]

@@ -223,3 +223,34 @@ def test_bench_names_the_cpu_model(tmp_path, cpuinfo, expected):
 
     (tmp_path / "cpuinfo").write_text(cpuinfo)
     assert _bench.cpu(str(tmp_path / "cpuinfo")) == expected
+
+
+def test_bench_runs_every_library_on_numba_s_thread_count_from_the_first_case(monkeypatch, capsys):
+    cv2 = pytest.importorskip("cv2")
+    import numba
+
+    from fastcorr import _bench
+
+    torch = _bench._optional("torch")
+    before = cv2.getNumThreads(), torch.get_num_threads() if torch else None
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)
+    monkeypatch.setattr(_bench, "QUICK", [((6, 8), (1, 2))])
+    monkeypatch.setattr(_bench, "LARGE", [])
+    monkeypatch.setattr(_bench, "BATCHED", [])
+    monkeypatch.setattr(_bench, "gemm_rate", lambda: 1.0)
+    threads = []
+
+    def measure(case, rounds):
+        threads.append((cv2.getNumThreads(), torch.get_num_threads() if torch else 1))
+        case.medians = {name: 1.0 for name in case.impls}
+        return case
+
+    monkeypatch.setattr(_bench, "measure", measure)
+    try:
+        _bench.run(quick=True, rounds=1)
+    finally:
+        cv2.setNumThreads(before[0])
+        if torch:
+            torch.set_num_threads(before[1])
+    assert threads and set(threads) == {(1, 1)}
+    assert ", 1 thread, " in capsys.readouterr().out
