@@ -24,7 +24,7 @@ def test_bench_and_test_extras_install_the_peers_and_the_plugins_the_pytest_conf
     plugins = {"pytest", "pytest-benchmark"} | ({"pytest-timeout"} if "timeout" in config else set())
     for extra in ("bench", "test"):
         assert plugins | PEERS <= names(extras[extra]), extra
-    assert "filterwarnings" in config and config["filterwarnings"] == ["error"]
+    assert config["filterwarnings"] == ["error"] and "--strict-markers" in config["addopts"]
     assert "torch" not in names(project["project"]["dependencies"]).union(*map(names, extras.values()))
 
 
