@@ -1,8 +1,9 @@
-"""pytest-benchmark suite: ``pytest bench --benchmark-only`` (not part of the test run).
+"""pytest-benchmark suite: ``python -m pytest bench --benchmark-only``.
 
 One ``benchmark.group`` per case, parametrised over implementations; peers that are not
 installed are skipped. ``python -m fastcorr bench`` prints the same comparisons as one
-interleaved table of ratios.
+interleaved table of ratios. The test run runs this suite once with ``--benchmark-disable
+--bench-small`` (every benchmark called once, on small inputs).
 """
 
 import numpy as np
@@ -12,13 +13,27 @@ from fastcorr import _bench
 
 SIZES = [((6, 8), (1, 2)), ((64, 64), (3, 3)), ((512, 512), (3, 3)), ((512, 512), (5, 5)),
          ((2048, 2048), (3, 3)), ((1024, 1024), (15, 15))]
+#: --bench-small: the chapter's image, the largest image the chapter's loops get, the smallest that np.copyto gets.
+SMALL_SIZES = [((6, 8), (1, 2)), ((64, 64), (3, 3)), ((1024, 1024), (3, 3))]
+#: --bench-small: one layer (N, C, H, W, O, k, padding) in place of _bench.BATCHED.
+SMALL_LAYERS = [(4, 3, 16, 16, 5, 3, 1)]
 IMPLS = ["fastcorr", "fastcorr serial", "chapter loops", "scipy", "scipy.ndimage", "scipy fftconvolve", "cv2",
          "torch", "np.copyto"]
+DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+
+
+def pytest_generate_tests(metafunc):
+    small = metafunc.config.getoption("bench_small", default=False)
+    if "size" in metafunc.fixturenames:
+        sizes = SMALL_SIZES if small else SIZES
+        metafunc.parametrize("size", sizes, ids=[f"{h}x{w}-{kh}x{kw}" for (h, w), (kh, kw) in sizes])
+    if "layer" in metafunc.fixturenames:
+        layers = SMALL_LAYERS if small else _bench.BATCHED
+        metafunc.parametrize("layer", layers, ids=[f"N{n}-C{c}-{h}x{w}-O{o}-{k}x{k}" for n, c, h, w, o, k, _ in layers])
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}-{kh}x{kw}" for (h, w), (kh, kw) in SIZES])
+@DTYPES
 def test_single_image(benchmark, size, dtype, impl):
     (h, w), (kh, kw) = size
     rng = np.random.default_rng(0)
@@ -30,18 +45,20 @@ def test_single_image(benchmark, size, dtype, impl):
     benchmark(impls[impl])
 
 
-def _cases(dtype):
-    return {case.label: case for case in _bench.batched_cases(dtype) + _bench.training_step_case()}
+@pytest.mark.parametrize("impl", ["fastcorr", "torch"])
+@DTYPES
+@pytest.mark.parametrize("part", ["forward", "fwd+grads"])
+def test_layer(benchmark, layer, part, dtype, impl):
+    pytest.importorskip("torch")
+    forward, both = _bench.batched_cases(dtype, [layer])
+    case = forward if part == "forward" else both
+    benchmark.group = case.label
+    benchmark(case.impls[impl])
 
 
 @pytest.mark.parametrize("impl", ["fastcorr", "torch"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("which", range(2 * len(_bench.BATCHED) + 1))
-def test_batched(benchmark, which, dtype, impl):
+def test_training_step(benchmark, impl):
     pytest.importorskip("torch")
-    cases = list(_cases(dtype).values())
-    if which >= len(cases) or (cases[which].label.startswith("training") and dtype != np.float32):
-        pytest.skip("the training step runs in float32 only")
-    case = cases[which]
+    (case,) = _bench.training_step_case()
     benchmark.group = case.label
     benchmark(case.impls[impl])

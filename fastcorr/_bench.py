@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 import fastcorr as fc
+from fastcorr._chapter import chapter_corr2d
 
 #: (image side, kernel side) for single images; the 6x8 image with a 1x2 kernel is the chapter's.
 SINGLE = [((6, 8), (1, 2)), ((64, 64), (3, 3)), ((512, 512), (3, 3)), ((512, 512), (5, 5)),
@@ -41,8 +42,8 @@ class Case:
     label: str
     macs: float
     impls: dict[str, Callable[[], object]]
-    #: (kernel, dtype, image pixels) of a single-image case, for the plot.
-    point: tuple[str, str, int] | None = None
+    #: Where the plot shows the case: (panel kind, "image" or "layer"; row label; dtype).
+    row: tuple[str, str, str] | None = None
     #: Whether ``2 * macs / time`` is a real rate (an FFT does far fewer operations).
     direct: bool = True
     medians: dict[str, float] = field(default_factory=dict)
@@ -98,7 +99,6 @@ def single_impls(x: np.ndarray, k: np.ndarray, more: bool = False) -> dict[str, 
     ``more`` adds fastcorr's serial kernel, the chapter's loops (small images only),
     ``scipy.ndimage.correlate`` and ``scipy.signal.fftconvolve``.
     """
-    from fastcorr.__main__ import chapter_corr2d
     from fastcorr._kernels import corr
 
     out = np.empty((x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1), x.dtype)
@@ -128,6 +128,10 @@ def single_impls(x: np.ndarray, k: np.ndarray, more: bool = False) -> dict[str, 
     return impls
 
 
+def _side(h: int, w: int) -> str:
+    return f"{h}²" if h == w else f"{h}×{w}"
+
+
 def single_cases(sizes, dtype) -> list[Case]:
     rng = np.random.default_rng(0)
     cases = []
@@ -136,7 +140,8 @@ def single_cases(sizes, dtype) -> list[Case]:
         k = rng.standard_normal((kh, kw)).astype(dtype)
         name = np.dtype(dtype).name
         macs = (h - kh + 1) * (w - kw + 1) * kh * kw
-        cases.append(Case(f"{h}x{w} {kh}x{kw} {name}", macs, single_impls(x, k), (f"{kh}x{kw}", name, h * w)))
+        cases.append(Case(f"{h}x{w} {kh}x{kw} {name}", macs, single_impls(x, k),
+                          row=("image", f"{_side(h, w)}, {kh}×{kw}", name)))
     return cases
 
 
@@ -160,15 +165,15 @@ def large_kernel_cases(dtype) -> list[Case]:
     return cases
 
 
-def batched_cases(dtype) -> list[Case]:
-    """conv2d forward, and forward + both gradients, against torch's."""
+def batched_cases(dtype, layers=None) -> list[Case]:
+    """conv2d forward, and forward + both gradients, against torch's, for each of ``layers`` (:data:`BATCHED`)."""
     torch = _optional("torch")
     if torch is None:
         return []
     F = torch.nn.functional
     rng = np.random.default_rng(0)
     cases = []
-    for n, c, h, w, o, k, pad in BATCHED:
+    for n, c, h, w, o, k, pad in BATCHED if layers is None else layers:
         x = rng.standard_normal((n, c, h, w)).astype(dtype)
         weight = rng.standard_normal((o, c, k, k)).astype(dtype)
         y = fc.conv2d(x, weight, padding=pad)
@@ -185,12 +190,16 @@ def batched_cases(dtype) -> list[Case]:
             torch.nn.grad.conv2d_input(tx.shape, tw, tdy, padding=pad)
             torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, padding=pad)
 
-        label = f"N{n} C{c} {h}x{w} O{o} {k}x{k} pad {pad} {np.dtype(dtype).name}"
+        name = np.dtype(dtype).name
+        label = f"N{n} C{c} {h}x{w} O{o} {k}x{k} pad {pad} {name}"
+        row = f"N{n} C{c} {_side(h, w)} O{o} {k}×{k}"
         macs = y.size * c * k * k
         cases.append(Case(f"{label} forward", macs, {
             "fastcorr": lambda x=x, weight=weight, pad=pad: fc.conv2d(x, weight, padding=pad),
-            "torch": lambda tx=tx, tw=tw, pad=pad: F.conv2d(tx, tw, padding=pad)}))
-        cases.append(Case(f"{label} fwd+grads", 3 * macs, {"fastcorr": ours, "torch": theirs}))
+            "torch": lambda tx=tx, tw=tw, pad=pad: F.conv2d(tx, tw, padding=pad)},
+            row=("layer", f"{row}, forward", name)))
+        cases.append(Case(f"{label} fwd+grads", 3 * macs, {"fastcorr": ours, "torch": theirs},
+                          row=("layer", f"{row}, + both grads", name)))
     return cases
 
 
@@ -220,7 +229,8 @@ def training_step_case() -> list[Case]:
         loss.backward()
         topt.step()
 
-    return [Case("training step 6x8 1x2 float32", 42 * 2, {"fastcorr": ours, "torch": theirs})]
+    return [Case("training step 6x8 1x2 float32", 42 * 2, {"fastcorr": ours, "torch": theirs},
+                 row=("layer", "training step, 6×8, 1×2", "float32"))]
 
 
 def gemm_rate(rounds: int = 5) -> float:
@@ -230,20 +240,64 @@ def gemm_rate(rounds: int = 5) -> float:
     return 2 * 2048**3 / statistics.median(_time(lambda: a @ a) for _ in range(rounds)) / 1e9
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
+#: Intel server generations (family 6) by model number, which a virtual machine's model name may not give.
+INTEL_MODELS = {85: "Skylake-SP/Cascade Lake", 106: "Ice Lake-SP", 143: "Sapphire Rapids", 173: "Granite Rapids",
+                207: "Emerald Rapids"}
+
+
+def cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name, with its generation, family and model numbers and widest vector unit where known."""
+    fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as info:
-            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
+        with open(cpuinfo) as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
         pass
-    versions = [f"numpy {np.__version__}", f"numba {numba.__version__}"]
-    for name in ("scipy", "cv2", "torch"):
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    details = []
+    try:
+        family, model = int(fields["cpu family"]), int(fields["model"])
+    except (KeyError, ValueError):
+        family = model = -1
+    vendor = fields.get("vendor_id")
+    if vendor == "GenuineIntel" and family == 6 and model in INTEL_MODELS:
+        details.append(INTEL_MODELS[model])
+    elif vendor == "AuthenticAMD" and family in (0x17, 0x19, 0x1A):
+        zen4 = family == 0x19 and model >> 4 in (0x1, 0x6, 0x7, 0xA)
+        details.append({0x17: "Zen 2" if model >= 0x30 else "Zen", 0x19: "Zen 4" if zen4 else "Zen 3",
+                        0x1A: "Zen 5"}[family])
+    if family >= 0:
+        details.append(f"family {family} model {model}")
+    flags = set(fields.get("flags", "").split())
+    if "avx512f" in flags:
+        details.append("AVX-512")
+    elif "avx2" in flags:
+        details.append("AVX2")
+    return f"{name} ({', '.join(details)})" if details else name
+
+
+def machine() -> str:
+    """Date, CPU, cores, threads and memory; then the versions of fastcorr's stack and each installed peer."""
+    try:
+        memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    except (ValueError, OSError, AttributeError):
+        memory = ""
+    try:
+        layer = f" ({numba.threading_layer()} layer)"
+    except ValueError:
+        layer = ""
+    versions = [f"numpy {np.__version__}", f"numba {numba.__version__}{layer}"]
+    for name, shown in (("scipy", "scipy"), ("cv2", "OpenCV"), ("torch", "torch")):
         module = _optional(name)
         if module is not None:
-            versions.append(f"{name} {module.__version__}")
-    return (f"{datetime.date.today()}, {model}, {os.cpu_count()} cores, "
-            f"{numba.config.NUMBA_NUM_THREADS} threads; " + ", ".join(versions))
+            versions.append(f"{shown} {module.__version__}")
+    threads = numba.config.NUMBA_NUM_THREADS
+    return (f"{datetime.date.today()}, {cpu()}, {os.cpu_count()} cores, {threads} thread{'s' if threads > 1 else ''}"
+            f"{memory}; " + ", ".join(versions))
 
 
 def table(cases: list[Case]) -> str:
@@ -263,40 +317,96 @@ def table(cases: list[Case]) -> str:
     return "\n".join(rows)
 
 
-def plot(cases: list[Case], path: str) -> None:
-    """Speed-up over each peer against image size, one panel per kernel size."""
-    import matplotlib
+#: The peers of single images, in panel order, with what the plot calls them.
+PLOT_PEERS = {"scipy": "scipy.signal.correlate2d", "cv2": "OpenCV filter2D", "torch": "torch conv2d"}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    single = [c for c in cases if c.point]
-    kernels = sorted({c.point[0] for c in single}, key=lambda k: int(k.split("x")[0]))
-    fig, axes = plt.subplots(1, len(kernels), figsize=(4 * len(kernels), 3.5), squeeze=False)
-    for ax, kernel in zip(axes[0], kernels):
-        for peer, dtype in [(p, d) for p in ("scipy", "cv2", "torch") for d in ("float32", "float64")]:
-            points = [(c.point[2], c.medians[peer] / c.medians["fastcorr"]) for c in single
-                      if c.point[:2] == (kernel, dtype) and peer in c.medians]
-            if points:
-                ax.plot(*zip(*sorted(points)), marker="o", label=f"{peer} {dtype}",
-                        linestyle="-" if dtype == "float32" else "--")
-        ax.axhline(1, color="grey", lw=0.8)
-        ax.set(xscale="log", yscale="log", title=f"kernel {kernel}", xlabel="image pixels",
-               ylabel="speed-up of fastcorr (peer time / fastcorr time)")
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+def plot(cases: list[Case], path: str, about: str | None = None):
+    """How many times faster fastcorr is than each peer, case by case; returns the figure.
+
+    One panel per installed peer for single images (float32 and float64 bars side by side),
+    one panel for the batched layers against torch; log-scale ratio axis, bars from the 1x line.
+    ``about`` (date, machine, versions: :func:`machine`) goes under the panels.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    def ratios(kind, peer):
+        found: dict[str, dict[str, float]] = {}
+        for case in cases:
+            if case.row and case.row[0] == kind and peer in case.medians and "fastcorr" in case.medians:
+                found.setdefault(case.row[1], {})[case.row[2]] = case.medians[peer] / case.medians["fastcorr"]
+        return found
+
+    top = [(f"vs {shown}", ratios("image", peer)) for peer, shown in PLOT_PEERS.items()]
+    top = [(title, data) for title, data in top if data]
+    shown_rows = {label for _, data in top for label in data}
+    image_rows = list(dict.fromkeys(c.row[1] for c in cases if c.row and c.row[1] in shown_rows))
+    layers = ratios("layer", "torch")
+    every = [r for _, data in top + [("", layers)] for values in data.values() for r in values.values()]
+    if not every:
+        raise ValueError("no case has fastcorr and a peer to compare")
+    low, high = min(min(every), 1.0) / 4, max(max(every), 1.0) * 5
+
+    fig = Figure(figsize=(8, 1.6 + 0.25 * (len(image_rows) + 1.1 * len(layers) + (2 if layers else 0))),
+                 dpi=110, layout="constrained")
+    grid = fig.add_gridspec(2 if top and layers else 1, max(1, len(top)),
+                            height_ratios=[len(image_rows) + 1, len(layers) + 1] if top and layers else None)
+    panels = []
+    for i, (title, data) in enumerate(top):
+        ax = fig.add_subplot(grid[0, i], sharey=panels[0][0] if panels else None)
+        panels.append((ax, title, image_rows, data))
+    if layers:
+        ax = fig.add_subplot(grid[-1, :])
+        panels.append((ax, "conv2d on NCHW batches, and the chapter's training step, vs torch", list(layers), layers))
+    colours = {"float32": ("#1b7837", "#b2182b"), "float64": ("#7fbf7b", "#f4a582")}
+    for n, (ax, title, labels, data) in enumerate(panels):
+        for y, label in enumerate(labels):
+            for j, (dtype, (win, lose)) in enumerate(colours.items()):
+                ratio = data.get(label, {}).get(dtype)
+                if ratio is None:
+                    continue
+                pos = y + (j - 0.5) * 0.4
+                ax.barh(pos, ratio - 1, left=1, height=0.38, color=win if ratio >= 1 else lose)
+                text = f"{ratio:.0f}×" if ratio >= 9.5 else f"{ratio:.1f}×"
+                ax.text(ratio * 1.1 if ratio >= 1 else ratio / 1.1, pos, text, va="center",
+                        ha="left" if ratio >= 1 else "right", fontsize=6.5)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7.5)
+        ax.set_ylim(len(labels) - 0.4, -0.6)
+        if 0 < n < len(top):
+            ax.tick_params(labelleft=False)
+        ax.set_xscale("log")
+        ax.set_xlim(low, high)
+        ax.xaxis.set_major_formatter(lambda value, _: f"{value:g}×")
+        ax.tick_params(axis="x", labelsize=7)
+        ax.axvline(1, color="black", lw=0.8)
+        ax.grid(axis="x", color="0.9", lw=0.6)
+        ax.set_axisbelow(True)
+        ax.set_title(title, fontsize=8.5)
+        if n == 0 or n == len(top):
+            ax.set_ylabel("image, kernel" if n < len(top) else "N batch, C in, O out", fontsize=7.5)
+    legend = [Patch(color=colours[d][k], label=f"{d}, {who} faster")
+              for k, who in enumerate(["fastcorr", "peer"]) for d in colours]
+    fig.legend(handles=legend, loc="outside upper center", ncols=4, fontsize=7, frameon=False,
+               title="How many times faster fastcorr is: the peer's time / fastcorr's (log scale)", title_fontsize=10)
+    if about:
+        fig.supxlabel(about.replace("; ", "\n"), fontsize=7, color="0.3")
+    fig.savefig(path)
+    return fig
 
 
 def run(quick: bool = False, rounds: int = 9, plot_path: str | None = None, echo=print) -> list[Case]:
     echo(f"fastcorr bench: {machine()}; threading layer {numba.config.THREADING_LAYER}")
+    cv2, torch = _optional("cv2"), _optional("torch")
+    if cv2 is not None:
+        cv2.setNumThreads(numba.config.NUMBA_NUM_THREADS)
+    if torch is not None:
+        torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     cases = []
     for dtype in (np.float32, np.float64):
         for case in single_cases(QUICK if quick else SINGLE, dtype) + large_kernel_cases(dtype):
             cases.append(measure(case, rounds))
-    torch = _optional("torch")
     if torch is not None:
-        torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         for dtype in (np.float32, np.float64):
             cases += [measure(case, rounds) for case in batched_cases(dtype)]
         cases += [measure(case, rounds) for case in training_step_case()]
@@ -312,6 +422,9 @@ def run(quick: bool = False, rounds: int = 9, plot_path: str | None = None, echo
         if _optional("matplotlib") is None:
             echo("--plot needs matplotlib: pip install matplotlib")
         else:
-            plot(cases, plot_path)
-            echo(f"wrote {plot_path}")
+            try:
+                plot(cases, plot_path, machine())
+                echo(f"wrote {plot_path}")
+            except ValueError as error:
+                echo(f"no plot: {error}")
     return cases

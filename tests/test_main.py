@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastcorr.__main__ import chapter_corr2d, main, train
+from fastcorr._chapter import chapter_corr2d
+from fastcorr.__main__ import main, train
 
 
 def test_chapter_loops_are_the_textbook_function():
@@ -156,3 +157,100 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_second():
     commands = [line for line in block.splitlines() if line.strip()]
     assert commands == ['pip install . && python -m fastcorr demo', 'pip install ".[test]" && python -m pytest']
     assert commands[1] in (root / ".ci" / "run").read_text()
+
+
+def _case(kind, label, dtype, **peers):
+    from fastcorr import _bench
+
+    return _bench.Case(label, 1.0, {}, row=(kind, label, dtype), medians={"fastcorr": 1.0, **peers})
+
+
+def test_bench_plot_draws_each_peer_s_ratios_from_the_1x_line_with_nothing_overlapping(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from fastcorr import _bench
+
+    cases = [_case("image", "64², 3×3", "float32", scipy=20.0, cv2=0.5),
+             _case("image", "64², 3×3", "float64", scipy=10.0, cv2=2.0),
+             _case("image", "2048², 3×3", "float32", scipy=100.0, cv2=3.0),
+             _case("layer", "N8 C64 56² O64 3×3, forward", "float32", torch=0.8),
+             _case("layer", "training step, 6×8, 1×2", "float32", torch=10.0)]
+    path = tmp_path / "bench.png"
+    fig = _bench.plot(cases, str(path), "2026-11-26, Some CPU (AVX2), 2 cores; numpy 2.4.6, scipy 1.17.1")
+    assert path.read_bytes()[16:20] == (880).to_bytes(4, "big")
+    scipy_ax, cv2_ax, torch_ax = fig.axes
+    assert scipy_ax.get_title() == "vs scipy.signal.correlate2d" and cv2_ax.get_title() == "vs OpenCV filter2D"
+    assert "vs torch" in torch_ax.get_title()
+    assert [t.get_text() for t in scipy_ax.get_yticklabels()] == ["64², 3×3", "2048², 3×3"]
+    for ax, ratios in [(scipy_ax, [20, 10, 100]), (cv2_ax, [0.5, 2, 3]), (torch_ax, [0.8, 10])]:
+        assert [p.get_x() for p in ax.patches] == [1] * len(ratios)
+        np.testing.assert_allclose([p.get_x() + p.get_width() for p in ax.patches], ratios)
+        assert ax.get_xscale() == "log" and any(list(line.get_xdata()) == [1, 1] for line in ax.lines)
+    assert [t.get_text() for t in cv2_ax.texts] == ["0.5×", "2.0×", "3.0×"]
+    assert "2026-11-26, Some CPU (AVX2), 2 cores\nnumpy 2.4.6, scipy 1.17.1" in [t.get_text() for t in fig.texts]
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    for ax in fig.axes:
+        ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+        assert not any(a.overlaps(b) for i, a in enumerate(ticks) for b in ticks[i + 1:])
+    legend = fig.legends[0].get_window_extent(renderer)
+    footer = fig.texts[-1].get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not legend.overlaps(ax.get_tightbbox(renderer)) and not footer.overlaps(ax.get_tightbbox(renderer))
+
+
+def test_bench_plot_needs_a_peer():
+    pytest.importorskip("matplotlib")
+    from fastcorr import _bench
+
+    with pytest.raises(ValueError, match="no case has fastcorr and a peer"):
+        _bench.plot([_case("image", "64², 3×3", "float32")], "unused.png")
+
+
+@pytest.mark.parametrize("cpuinfo, expected", [
+    ("vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+     "flags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\n",
+     "Intel(R) Xeon(R) Processor (Emerald Rapids, family 6 model 207, AVX-512)"),
+    ("vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC 9R14 96-Core Processor\n"
+     "flags\t\t: fpu avx2 avx512f\n", "AMD EPYC 9R14 96-Core Processor (Zen 4, family 25 model 17, AVX-512)"),
+    ("vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: avx2\n",
+     "AMD EPYC 7B13 (Zen 3, family 25 model 1, AVX2)"),
+])
+def test_bench_names_the_cpu_model(tmp_path, cpuinfo, expected):
+    from fastcorr import _bench
+
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert _bench.cpu(str(tmp_path / "cpuinfo")) == expected
+
+
+def test_bench_runs_every_library_on_numba_s_thread_count_from_the_first_case(monkeypatch, capsys):
+    cv2 = pytest.importorskip("cv2")
+    import numba
+
+    from fastcorr import _bench
+
+    torch = _bench._optional("torch")
+    before = cv2.getNumThreads(), torch.get_num_threads() if torch else None
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)
+    monkeypatch.setattr(_bench, "QUICK", [((6, 8), (1, 2))])
+    monkeypatch.setattr(_bench, "LARGE", [])
+    monkeypatch.setattr(_bench, "BATCHED", [])
+    monkeypatch.setattr(_bench, "gemm_rate", lambda: 1.0)
+    threads = []
+
+    def measure(case, rounds):
+        threads.append((cv2.getNumThreads(), torch.get_num_threads() if torch else 1))
+        case.medians = {name: 1.0 for name in case.impls}
+        return case
+
+    monkeypatch.setattr(_bench, "measure", measure)
+    try:
+        _bench.run(quick=True, rounds=1)
+    finally:
+        cv2.setNumThreads(before[0])
+        if torch:
+            torch.set_num_threads(before[1])
+    assert threads and set(threads) == {(1, 1)}
+    assert ", 1 thread, " in capsys.readouterr().out
