@@ -40,6 +40,9 @@ def array(value: object, name: str) -> np.ndarray:
     return arr
 
 
+#: A zero of each kernel dtype, to pass as a fill value.
+ZEROS = {dt: dt.type(0) for dt in KERNEL_DTYPES}
+
 _F32, _F64, _C64, _C128 = (np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
 
 

@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from fastcorr import _validate
 from fastcorr._kernels import conv as _conv
+from fastcorr._kernels.corr import FILL, correlate
 from fastcorr._kernels.scan import all_finite
 
 
@@ -175,9 +176,27 @@ def conv2d(
     return _forward(_validate.contiguous(x, dtype), _validate.contiguous(weight, dtype), b, out, geo)
 
 
+def _tiny(geo: _Geometry, work: int, planes: int) -> bool:
+    """Few multiply-adds over few planes, stride and dilation 1: the planes run one by one on the
+    correlation loop that small corr2d calls compile anyway (one compiled loop for everything)."""
+    return work < _TINY_WORK and planes <= _TINY_PLANES and geo.sh == geo.sw == geo.dh == geo.dw == 1
+
+
+_TINY_WORK = 1 << 15
+_TINY_PLANES = 64
+
+
 def _forward(x: NDArray, weight: NDArray, bias: NDArray, out: NDArray, geo: _Geometry) -> NDArray:
     """conv2d on validated, C-contiguous arrays of one dtype, into ``out``."""
     work = out.size * weight[0].size
+    n_batch, o_count, cg = out.shape[0], weight.shape[0], weight.shape[1]
+    if _tiny(geo, work, n_batch * o_count * cg):
+        og, zero = o_count // geo.groups, _validate.ZEROS[out.dtype]
+        for n, o in np.ndindex(n_batch, o_count):
+            out[n, o] = bias[o]
+            for c in range(cg):
+                correlate(x[n, o // og * cg + c], weight[o, c], out[n, o], geo.pt, geo.pl, FILL, zero, True)
+        return out
     if geo.sh == geo.sw == 1:
         _conv.forward_flat.pick(work)(x, weight, bias, out, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups)
     else:
@@ -242,7 +261,18 @@ def _input_grad(dy: NDArray, weight: NDArray, dx: NDArray, geo: _Geometry) -> ND
     work = dy.size * weight[0].size
     o, cg, kh, kw = weight.shape
     top, left = geo.dh * (kh - 1) - geo.pt, geo.dw * (kw - 1) - geo.pl
-    if geo.sh == geo.sw == 1 and top >= 0 and left >= 0 and all_finite(weight):
+    flat = geo.sh == geo.sw == 1 and top >= 0 and left >= 0 and all_finite(weight)
+    if flat and _tiny(geo, work, dy.shape[0] * o * cg):
+        # The 'full' correlation of dY with the flipped kernel, plane by plane.
+        og, zero = o // geo.groups, _validate.ZEROS[dx.dtype]
+        flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1])
+        dx[...] = 0
+        for n, c in np.ndindex(dx.shape[0], dx.shape[1]):
+            g, cc = divmod(c, cg)
+            for q in range(g * og, (g + 1) * og):
+                correlate(dy[n, q], flipped[q, cc], dx[n, c], top, left, FILL, zero, True)
+        return dx
+    if flat:
         # Stride 1: the input gradient is the forward convolution of dY, padded by
         # dilation * (k - 1) - padding, with the kernel flipped and its channel axes swapped.
         # (That padding is not part of the maths: an inf weight must not meet it.)
@@ -310,6 +340,15 @@ def conv2d_weight_grad(
 def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry) -> NDArray:
     """conv2d_weight_grad on validated, C-contiguous arrays of one dtype, into ``dw``."""
     work = dy.size * dw[0].size
+    o_count, cg = dw.shape[0], dw.shape[1]
+    if _tiny(geo, work, x.shape[0] * o_count * cg):
+        # The 'valid' correlation of the padded input with dY, plane by plane, summed over the batch.
+        og, zero = o_count // geo.groups, _validate.ZEROS[dw.dtype]
+        dw[...] = 0
+        for o, cc in np.ndindex(o_count, cg):
+            for n in range(x.shape[0]):
+                correlate(x[n, o // og * cg + cc], dy[n, o], dw[o, cc], geo.pt, geo.pl, FILL, zero, True)
+        return dw
     if geo.sh == geo.sw == 1 and all_finite(x):
         threads = numba.config.NUMBA_NUM_THREADS
         _conv.weight_grad_flat.pick(work)(x, dy, dw, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups, threads)

@@ -31,14 +31,12 @@ def _run(x, k, out, p0=0, p1=0, boundary=_corr.FILL, fill=None):
     work = out.size * k.size
     if work:
         if fill is None:
-            fill = _ZEROS[out.dtype]
+            fill = _validate.ZEROS[out.dtype]
         _corr.correlate(x, k, out, p0, p1, boundary, fill)
     else:
         out[...] = 0
     return out
 
-
-_ZEROS = {dt: dt.type(0) for dt in _validate.KERNEL_DTYPES}
 
 
 def _matrix(value: object, name: str, func: str) -> np.ndarray:

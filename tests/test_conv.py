@@ -167,9 +167,19 @@ def test_naive_matches_torch(shapes, kwargs, torch, rng):
 
 # fastcorr against the loops
 
+@pytest.fixture(params=["plane by plane", "blocked"])
+def conv_path(request, monkeypatch):
+    """Small calls run plane by plane on the correlation loop; run them on the blocked conv loops too."""
+    if request.param == "blocked":
+        from fastcorr import conv
+
+        monkeypatch.setattr(conv, "_TINY_WORK", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shapes, kwargs", CASE_PARAMS)
-def test_conv2d_and_grads_match_the_loops(shapes, kwargs, dtype, rng):
+def test_conv2d_and_grads_match_the_loops(shapes, kwargs, dtype, conv_path, twin, rng):
     x, w, b, dy = operands(rng, shapes, kwargs, dtype)
     assert_close(fc.conv2d(x, w, **kwargs), naive.conv2d(x, w, **kwargs), dtype)
     assert_close(fc.conv2d(x, w, b, **kwargs), naive.conv2d(x, w, b, **kwargs), dtype)

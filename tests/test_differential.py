@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastcorr as fc
-from fastcorr import _kernels
+import naive
+from fastcorr import _kernels, conv
 from layouts import layouts
 from test_conv import conv_problems, operands, torch_reference
 from test_signal import assert_same_nonfinite, fft_bound
@@ -38,6 +39,17 @@ def twin(name: str):
         yield
     finally:
         _kernels.SERIAL_WORK = saved
+
+
+@contextlib.contextmanager
+def tiny_calls(allowed: bool):
+    """Whether small conv calls may run plane by plane on the correlation loop (else the blocked loops)."""
+    saved = conv._TINY_WORK
+    conv._TINY_WORK = saved if allowed else 0
+    try:
+        yield
+    finally:
+        conv._TINY_WORK = saved
 
 
 def laid_out(a, name):
@@ -148,9 +160,9 @@ def test_correlate2d_and_convolve2d_against_scipy(call):
 
 @given(problem=conv_problems(), dtype=st.sampled_from([np.float32, np.float64]), bias=st.booleans(),
        spoiled=st.tuples(st.integers(0, 2), st.integers(0, 1), st.integers(0, 1)),
-       parallel=st.booleans(), layout=st.sampled_from(["C", "negative strides", "byte-swapped"]),
+       parallel=st.booleans(), blocked=st.booleans(), layout=st.sampled_from(["C", "negative strides", "byte-swapped"]),
        seed=st.integers(0, 2**32 - 1))
-def test_conv2d_and_grads_against_torch(torch, problem, dtype, bias, spoiled, parallel, layout, seed):
+def test_conv2d_and_grads_against_torch(torch, problem, dtype, bias, spoiled, parallel, blocked, layout, seed):
     shapes, kwargs = problem
     rng = np.random.default_rng(seed)
     x, w, b, dy = operands(rng, shapes, kwargs, dtype)
@@ -158,11 +170,19 @@ def test_conv2d_and_grads_against_torch(torch, problem, dtype, bias, spoiled, pa
     b = b if bias else None
     expected = torch_reference(torch, x, w, b, dy, kwargs)
     x4 = x if layout == "C" else laid_out(x.reshape(x.shape[0] * x.shape[1], -1), layout).reshape(x.shape)
-    with twin("parallel" if parallel else "serial"):
+    with twin("parallel" if parallel else "serial"), tiny_calls(not blocked):
         got = [
             fc.conv2d(x4, w, b, **kwargs),
             fc.conv2d_input_grad(x.shape, w, dy, **kwargs),
             fc.conv2d_weight_grad(x4, w.shape, dy, **kwargs),
         ]
-    for g, e in zip(got, expected):
-        assert_matches(g, e)
+    with np.errstate(invalid="ignore"):
+        products = [naive.conv2d(x, w, b, **kwargs), naive.conv2d_input_grad(x.shape, w, dy, **kwargs),
+                    naive.conv2d_weight_grad(x, w.shape, dy, **kwargs)]
+    for g, e, p in zip(got, expected, products):
+        # Non-finite values land where the products with the zero padding put them (torch's CPU
+        # backends disagree among themselves on an inf in dY next to the padding); finite ones
+        # are torch's.
+        assert_same_nonfinite(g, p.astype(g.dtype))
+        both = np.isfinite(e) & np.isfinite(p)
+        assert_matches(g[both], e[both])

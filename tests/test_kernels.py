@@ -34,14 +34,16 @@ def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
             out = np.full(shape, 7, dtype)
             if r0 < r1 and c0 < c1:
                 getattr(interior, twin)(x, k, out, r0, r1, c0, c1, -p0, -p1)
-            getattr(corr.border, twin)(x, k, out, p0, p1, boundary, dtype(3), r0, r1, c0, c1)
+            getattr(corr.border, twin)(x, k, out, p0, p1, boundary, dtype(3), r0, r1, c0, c1, False)
             results.append(out)
         whole = np.full(shape, 7, dtype)
-        corr.border.serial(x, k, whole, p0, p1, boundary, dtype(3), 0, 0, 0, 0)
+        corr.border.serial(x, k, whole, p0, p1, boundary, dtype(3), 0, 0, 0, 0, False)
+        twice = whole.copy()
+        corr.border.serial(x, k, twice, p0, p1, boundary, dtype(3), 0, 0, 0, 0, True)
         for serial, parallel in zip(results[::2], results[1::2]):
             np.testing.assert_array_equal(serial, parallel)
         tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
-        for result in results + [whole]:
+        for result in results + [whole, twice / 2 if dtype != np.int32 else twice // 2]:
             np.testing.assert_allclose(result, expected, **tolerance)
 
 

@@ -1,7 +1,10 @@
 """Numba kernels: loops on validated, C-contiguous arrays, nothing else.
 
-Every kernel is compiled twice by :func:`kernel`, once parallel and once
-serial, and :func:`pick` is the one place that decides which one runs.
+Every loop is compiled twice by :func:`kernel`, once parallel and once serial, and
+:meth:`Kernel.pick` is the one place that decides which one runs. A loop's body (one task:
+an output row, a plane) is a :func:`shared` function, compiled once per signature and
+called by both twins, so that the parallel twin costs little more to compile than the
+serial one. Compiled code is cached on disk by :mod:`fastcorr._kernels._cache`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import types
 
 import numba
 
-from fastcorr._kernels import _threading
+from fastcorr._kernels import _cache, _threading
 
 _threading.load_tbb()
 
@@ -18,27 +21,34 @@ _threading.load_tbb()
 #: TBB's workers after an idle spell costs 50-250 us on a 2-core VM (measured).
 SERIAL_WORK = 1 << 20
 
-_OPTIONS = dict(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
+_OPTIONS = dict(nogil=True, error_model="numpy")
+
+
+def _fastmath(reassociate: bool) -> set[str]:
+    """Fused multiply-adds always; 'reassoc' lets LLVM reorder a sum's additions so that long
+    dot products vectorise (results then differ from the sequential sum by rounding only).
+    Nothing that assumes finite values."""
+    return {"contract", "reassoc"} if reassociate else {"contract"}
+
+
+def _compiled(fn: types.FunctionType, reassociate: bool = False, **options):
+    dispatcher = numba.njit(fastmath=_fastmath(reassociate), **_OPTIONS, **options)(fn)
+    _cache.attach(dispatcher)
+    return dispatcher
 
 
 class Kernel:
-    """A loop compiled twice: ``parallel`` (prange spread over threads) and ``serial``.
-
-    ``reassociate=True`` lets LLVM reorder the additions of a sum (fast-math 'reassoc',
-    nothing that assumes finite values), so that long dot products vectorise; results
-    then differ from the sequential sum by rounding only.
-    """
+    """A loop compiled twice: ``parallel`` (prange spread over threads) and ``serial``."""
 
     def __init__(self, fn: types.FunctionType, reassociate: bool = False):
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
-        options = dict(_OPTIONS, fastmath={"contract", "reassoc"} if reassociate else {"contract"})
-        self.parallel = numba.njit(parallel=True, **options)(fn)
+        self.parallel = _compiled(fn, reassociate, parallel=True)
         # A distinct function object (and qualname) gives the serial twin its own cache file.
         serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
         serial.__qualname__ = fn.__qualname__ + "_serial"
         serial.__module__ = fn.__module__
-        self.serial = numba.njit(**options)(serial)
+        self.serial = _compiled(serial, reassociate)
 
     def pick(self, work: int):
         """The twin to run for ``work`` multiply-adds."""
@@ -52,9 +62,14 @@ def kernel(fn: types.FunctionType | None = None, *, reassociate: bool = False):
     return Kernel(fn, reassociate)
 
 
-helper = numba.njit(inline="always", **_OPTIONS)
-"""Decorator for small per-element helpers: inlined into every loop that calls them."""
+def shared(fn: types.FunctionType | None = None, *, reassociate: bool = False):
+    """Decorator for a loop's body and row-sized helpers: compiled once per signature and
+    called by every loop that needs it, so that loops do not each compile their own copy."""
+    if fn is None:
+        return lambda f: _compiled(f, reassociate)
+    return _compiled(fn)
 
-shared = numba.njit(**_OPTIONS)
-"""Decorator for row-sized helpers: compiled once per signature and called by every loop
-that needs them, so that several loops do not each compile their own copy."""
+
+helper = numba.njit(inline="always", fastmath=_fastmath(False), **_OPTIONS)
+"""Decorator for small per-element helpers: inlined into every function that calls them
+(at Numba's IR level: never compiled or cached on their own)."""

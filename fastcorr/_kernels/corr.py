@@ -42,14 +42,18 @@ _PAIR_COLUMNS = 384
 _SMALL = 4096
 
 
-def correlate(x, k, out, p0, p1, boundary, fill):
-    """``out`` as the module docstring defines it: the interior, then the border."""
-    (r0, r1, c0, c1), interior = plan(x.shape, k.shape, out.shape, p0, p1)
+def correlate(x, k, out, p0, p1, boundary, fill, accumulate=False):
+    """``out`` as the module docstring defines it (``accumulate``: ``out +=`` instead), the
+    interior, then the border."""
     work = out.size * k.size
+    if accumulate:
+        border.pick(work)(x, k, out, p0, p1, boundary, fill, 0, 0, 0, 0, True)
+        return
+    (r0, r1, c0, c1), interior = plan(x.shape, k.shape, out.shape, p0, p1)
     if interior is not None:
         interior.pick(work)(x, k, out, r0, r1, c0, c1, -p0, -p1)
     if (r0, r1, c0, c1) != (0, out.shape[0], 0, out.shape[1]):
-        border.pick(work)(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1)
+        border.pick(work)(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, False)
 
 
 def plan(shape, kernel_shape, out_shape, p0, p1):
@@ -129,13 +133,13 @@ def _tile5x5_task(i, x, k, out, c0, c1, dr, dc):
 # The border: every output outside the interior rectangle [r0, r1) x [c0, c1).
 
 @kernel
-def border(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1):
+def border(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate):
     for i in prange(out.shape[0]):
-        _border_task(np.int64(i), x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1)
+        _border_task(np.int64(i), x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate)
 
 
 @shared
-def _border_task(i, x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1):
+def _border_task(i, x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate):
     ow = out.shape[1]
     middle = r0 <= i < r1
     for j0 in range(0, ow, _BLOCK):
@@ -144,20 +148,21 @@ def _border_task(i, x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1):
             # A middle row has two strips: left of the interior, and right of it.
             lo = max(j0, c1) if part else j0
             hi = min(j1, c0) if middle and not part else j1
-            _extended(x, k, out[i, lo:hi], i, lo, p0, p1, boundary, fill)
+            _extended(x, k, out[i, lo:hi], i, lo, p0, p1, boundary, fill, accumulate)
 
 
 @helper
-def _extended(x, k, dst, i, j0, p0, p1, boundary, fill):
-    """``dst``, output row ``i`` from column ``j0`` on: each source row extended into a scratch
-    row once, then one pass per tap along it."""
+def _extended(x, k, dst, i, j0, p0, p1, boundary, fill, accumulate):
+    """``dst`` (``+=`` when ``accumulate``), output row ``i`` from column ``j0`` on: each source
+    row extended into a scratch row once, then one pass per tap along it."""
     n = dst.shape[0]
     if n == 0:
         return
     h, w = x.shape
     kh, kw = k.shape
     ext = np.empty(n + kw - 1, x.dtype)
-    _zero(dst)
+    if not accumulate:
+        _zero(dst)
     for a in range(kh):
         krow = k[a]
         r = _source(i + a - p0, h, boundary)

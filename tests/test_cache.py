@@ -1,0 +1,97 @@
+"""The compiled-kernel cache: where it can be written it is used, where it cannot the kernels
+compile in memory with one warning, a damaged file is recompiled, and an interactive user is
+told once that compiling starts. Each case runs in fresh processes with their own cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CALL = """
+import json, warnings
+import numpy as np
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    import fastcorr as fc
+    from fastcorr._kernels import corr
+    y = fc.corr2d(np.arange(48.0, dtype=np.float32).reshape(6, 8), np.array([[1.0, -1.0]], np.float32))
+stats = corr.border.serial.stats
+print(json.dumps({"right": bool((y == -1).all()), "hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values()),
+                  "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}))
+"""
+
+NO_WRITABLE_PLACE = """
+from numba.core import caching
+for locator in (caching.InTreeCacheLocator, caching.UserWideCacheLocator):
+    locator.from_function = classmethod(lambda cls, py_func, py_file: None)  # as when not writable
+"""
+
+
+def run(code: str, cache_dir: Path | None, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "FASTCORR_QUIET")}
+    environ["PYTHONPATH"] = str(ROOT)
+    if cache_dir is not None:
+        environ["NUMBA_CACHE_DIR"] = str(cache_dir)
+    return subprocess.run([sys.executable, *args, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**environ, **env}, timeout=240, stdin=subprocess.DEVNULL)
+
+
+def report(code: str, cache_dir: Path | None) -> dict:
+    result = run(code, cache_dir)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_no_writable_cache_directory_compiles_in_memory_with_one_warning():
+    first = report(NO_WRITABLE_PLACE + CALL, None)
+    assert first["right"] and first["hits"] == 0
+    assert len(first["warnings"]) == 1
+    assert first["warnings"][0].startswith("CacheWarning: fastcorr: no writable directory")
+    assert "NUMBA_CACHE_DIR" in first["warnings"][0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["garbage index", "empty index", "garbage data", "flipped bytes in the data"])
+def test_a_damaged_cache_file_is_recompiled_and_overwritten(tmp_path, damage):
+    first = report(CALL, tmp_path)
+    assert first == {"right": True, "hits": 0, "misses": 1, "warnings": []}
+    index = next(tmp_path.rglob("corr.border_serial-*.nbi"))
+    data = next(tmp_path.rglob("corr.border_serial-*.nbc"))
+    if damage == "garbage index":
+        index.write_bytes(b"not a pickle at all" * 10)
+    elif damage == "empty index":
+        index.write_bytes(b"")
+    elif damage == "garbage data":
+        data.write_bytes(os.urandom(data.stat().st_size))
+    else:
+        blob = bytearray(data.read_bytes())
+        for at in range(len(blob) // 2, len(blob) // 2 + 64):
+            blob[at] ^= 0xFF
+        data.write_bytes(bytes(blob))
+    second = report(CALL, tmp_path)
+    assert second["right"] and second["hits"] == 0
+    assert len(second["warnings"]) == 1 and "damaged kernel cache" in second["warnings"][0]
+    third = report(CALL, tmp_path)
+    assert third == {"right": True, "hits": 1, "misses": 0, "warnings": []}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("interactive, quiet, told", [(True, None, True), (True, "1", False), (False, None, False)])
+def test_an_interactive_user_is_told_once_that_compiling_starts(tmp_path, interactive, quiet, told):
+    code = CALL + "fc.correlate2d(np.ones((9, 9), np.float32), np.ones((3, 3), np.float32), 'same')\n"
+    result = run(code, tmp_path, *(["-i"] if interactive else []), **({"FASTCORR_QUIET": quiet} if quiet else {}))
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("fastcorr: compiling")]
+    assert notes == (["fastcorr: compiling kernels for float32, a few seconds (first use; FASTCORR_QUIET=1 hides this)"]
+                     if told else [])
+    again = run(code, tmp_path, *(["-i"] if interactive else []))
+    assert "fastcorr: compiling" not in again.stderr  # cached: nothing to announce
