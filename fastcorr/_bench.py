@@ -104,8 +104,12 @@ def single_impls(x: np.ndarray, k: np.ndarray, more: bool = False) -> dict[str, 
     out = np.empty((x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1), x.dtype)
     impls: dict[str, Callable[[], object]] = {"fastcorr": lambda: fc.corr2d(x, k)}
     if more:
-        loop = corr.plan(k.shape, out.shape, x.shape[1], 0).serial
-        impls["fastcorr serial"] = lambda: loop(x, k, out, 0, 0, corr.FILL, out.dtype.type(0))
+        rect, interior = corr.plan(x.shape, k.shape, out.shape, 0, 0)  # 'valid': all interior, or all border
+        if interior is None:
+            impls["fastcorr serial"] = lambda: corr.border.serial(x, k, out, 0, 0, corr.FILL, out.dtype.type(0),
+                                                                  *rect, False)
+        else:
+            impls["fastcorr serial"] = lambda: interior.serial(x, k, out, *rect, 0, 0)
         if x.size <= 64 * 64:
             impls["chapter loops"] = lambda: chapter_corr2d(x, k)
     signal, ndimage = _optional("scipy.signal"), _optional("scipy.ndimage")
