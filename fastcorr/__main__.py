@@ -175,7 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("--quick", action="store_true", help="fewer cases")
     bench_parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds per case (default 9)")
     bench_parser.add_argument("--plot", metavar="FILE.png", help="draw speed-up against image size")
+    warmup_parser = commands.add_parser(
+        "warmup", help="compile and cache every kernel for this machine (container builds, cluster workers)")
+    warmup_parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], metavar="DTYPE",
+                               help="dtypes to compile for (default: float32 float64)")
     args = parser.parse_args(argv)
+    if args.command == "warmup":
+        try:
+            dtypes = [np.dtype(name) for name in args.dtypes]
+        except TypeError as exc:
+            parser.error(f"--dtypes: {exc}")
+        fc.warmup(dtypes, progress=True)
+        print(f"compiled and cached every kernel for {', '.join(map(str, dtypes))}")
+        return 0
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.command == "bench":
