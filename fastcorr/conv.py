@@ -198,7 +198,7 @@ def _forward(x: NDArray, weight: NDArray, bias: NDArray, out: NDArray, geo: _Geo
                 correlate(x[n, o // og * cg + c], weight[o, c], out[n, o], geo.pt, geo.pl, FILL, zero, True)
         return out
     if geo.sh == geo.sw == 1:
-        _conv.forward_flat.pick(work)(x, weight, bias, out, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups)
+        _forward_flat(x, weight, bias, out, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups, work)
     else:
         _conv.forward.pick(work)(x, weight, bias, out, *geo.kernel_args())
     return out
@@ -256,6 +256,14 @@ def conv2d_input_grad(
     return _input_grad(dy, weight, np.empty(input_shape, dtype), geo)
 
 
+def _forward_flat(x, weight, bias, out, dh, dw, pt, pl, groups, work):
+    """Stride 1: pad every input plane once, then run the flat loops on the padded planes."""
+    wp, size = _conv.flat_geometry(x.shape, weight.shape, out.shape, dh, dw, pl)
+    xp = np.empty((x.shape[0], x.shape[1], size), x.dtype)
+    _conv.pad_planes.pick(x.size)(x, xp, pt, pl, wp)
+    _conv.forward_flat.pick(work)(xp, weight, bias, out, dh, dw, groups, wp)
+
+
 def _input_grad(dy: NDArray, weight: NDArray, dx: NDArray, geo: _Geometry) -> NDArray:
     """conv2d_input_grad on validated, C-contiguous arrays of one dtype, into ``dx``."""
     work = dy.size * weight[0].size
@@ -279,7 +287,7 @@ def _input_grad(dy: NDArray, weight: NDArray, dx: NDArray, geo: _Geometry) -> ND
         g = geo.groups
         swapped = weight.reshape(g, o // g, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
         wt = np.ascontiguousarray(swapped.reshape(g * cg, o // g, kh, kw))
-        _conv.forward_flat.pick(work)(dy, wt, np.zeros(g * cg, dx.dtype), dx, geo.dh, geo.dw, top, left, g)
+        _forward_flat(dy, wt, np.zeros(g * cg, dx.dtype), dx, geo.dh, geo.dw, top, left, g, work)
     else:
         _conv.input_grad.pick(work)(dy, weight, dx, *geo.kernel_args())
     return dx
@@ -350,8 +358,11 @@ def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry) -> NDArra
                 correlate(x[n, o // og * cg + cc], dy[n, o], dw[o, cc], geo.pt, geo.pl, FILL, zero, True)
         return dw
     if geo.sh == geo.sw == 1 and all_finite(x):
-        threads = numba.config.NUMBA_NUM_THREADS
-        _conv.weight_grad_flat.pick(work)(x, dy, dw, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups, threads)
+        wp, size = _conv.flat_geometry(x.shape, dw.shape, dy.shape, geo.dh, geo.dw, geo.pl)
+        xp = np.empty((x.shape[0], x.shape[1], size), x.dtype)
+        _conv.pad_planes.pick(x.size)(x, xp, geo.pt, geo.pl, wp)
+        per = _conv.channel_share(dw.shape, geo.groups, numba.config.NUMBA_NUM_THREADS)
+        _conv.weight_grad_flat.pick(work)(xp, dy, dw, geo.dh, geo.dw, geo.groups, wp, per)
     else:
         _conv.weight_grad.pick(work)(x, dy, dw, *geo.kernel_args())
     return dw

@@ -124,6 +124,27 @@ def test_conv_twins_agree_bit_for_bit(case, dtype):
     twins_agree(conv.input_grad, new(x.shape), lambda out: (dy, weight, out, *geometry))
     twins_agree(conv.weight_grad, new(weight.shape), lambda out: (x, dy, out, *geometry))
     if sh == sw == 1:
-        flat = (dh, dw, pt, pl, groups)
-        twins_agree(conv.forward_flat, new(dy.shape), lambda out: (x, weight, bias, out, *flat))
-        twins_agree(conv.weight_grad_flat, new(weight.shape), lambda out: (x, dy, out, *flat, 2))
+        wp, size = conv.flat_geometry(x.shape, weight.shape, dy.shape, dh, dw, pl)
+        twins_agree(conv.pad_planes, new((n, c, size)), lambda xp: (x, xp, pt, pl, wp))
+        xp = np.empty((n, c, size), dtype)
+        conv.pad_planes.serial(x, xp, pt, pl, wp)
+        twins_agree(conv.forward_flat, new(dy.shape), lambda out: (xp, weight, bias, out, dh, dw, groups, wp))
+        per = conv.channel_share(weight.shape, groups, 2)
+        twins_agree(conv.weight_grad_flat, new(weight.shape), lambda out: (xp, dy, out, dh, dw, groups, wp, per))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_loops_ask_llvm_for_the_whole_vector_unit(dtype):
+    """LLVM prefers 256-bit vectors on some AVX-512 CPUs; each loop sets its own width."""
+    import numba
+
+    from fastcorr._kernels import simd
+
+    fresh = numba.njit(corr._accumulate.py_func)  # compiled here, not loaded from the cache
+    dst, krow, src = np.zeros(1000, dtype), np.ones(3, dtype), np.ones(1002, dtype)
+    fresh(dst, krow, src)
+    signature = fresh.signatures[0]
+    assert f'"prefer-vector-width"="{simd.VECTOR_BITS}"' in fresh.inspect_llvm(signature)
+    if simd.VECTOR_BITS == 512:
+        assert "zmm" in fresh.inspect_asm(signature)
+    np.testing.assert_array_equal(dst, 3)

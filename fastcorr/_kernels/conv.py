@@ -3,7 +3,8 @@
 Arguments are validated, C-contiguous arrays of one float dtype; ``sh, sw`` are the
 strides, ``dh, dw`` the dilations, ``pt, pl`` the top and left zero padding (bottom and
 right padding only show in the output's size). ``groups`` splits the channels as torch
-does. Each ``prange`` task owns one output plane (or one weight slice) outright.
+does. Each ``prange`` task owns one output plane (or one weight slice) outright; its body
+is a :func:`fastcorr._kernels.shared` function that both twins call.
 
 Inside, every loop walks output rows and, per tap, the span of output columns whose
 input column ``j * sw + b * dw - pl`` is inside the image (:func:`_span`), so padding
@@ -16,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from fastcorr._kernels import helper, kernel
+from fastcorr._kernels import helper, kernel, shared
 from fastcorr._kernels.corr import _accumulate, _dot
+from fastcorr._kernels.simd import full_width
 
 
 @helper
@@ -50,98 +52,116 @@ def _add_padding_product(dst, tap):
 
 @kernel
 def forward(x, w, bias, out, sh, sw, dh, dw, pt, pl, groups):
-    n_batch, _, h, width = x.shape
+    for task in prange(out.shape[0] * out.shape[1]):
+        _forward_task(np.int64(task), x, w, bias, out, sh, sw, dh, dw, pt, pl, groups)
+
+
+@shared
+def _forward_task(task, x, w, bias, out, sh, sw, dh, dw, pt, pl, groups):
+    full_width()
+    h, width = x.shape[2], x.shape[3]
     o_count, cg, kh, kw = w.shape
     oh, ow = out.shape[2], out.shape[3]
     og = o_count // groups
-    for task in prange(n_batch * o_count):
-        n, o = task // o_count, task % o_count
-        first = (o // og) * cg
-        plane = out[n, o]
-        for i in range(oh):
-            orow = plane[i]
-            for j in range(ow):
-                orow[j] = bias[o]
-            for c in range(cg):
-                xc = x[n, first + c]
-                wc = w[o, c]
-                for a in range(kh):
-                    y = i * sh + a * dh - pt
-                    if y < 0 or y >= h:
-                        for b in range(kw):
-                            _add_padding_product(orow, wc[a, b])
-                        continue
-                    xrow = xc[y]
+    n, o = task // o_count, task % o_count
+    first = (o // og) * cg
+    plane = out[n, o]
+    for i in range(oh):
+        orow = plane[i]
+        for j in range(ow):
+            orow[j] = bias[o]
+        for c in range(cg):
+            xc = x[n, first + c]
+            wc = w[o, c]
+            for a in range(kh):
+                y = i * sh + a * dh - pt
+                if y < 0 or y >= h:
                     for b in range(kw):
-                        offset = b * dw - pl
-                        lo, hi = _span(offset, sw, width, ow)
-                        tap = wc[a, b]
-                        _add_padding_product(orow[:lo], tap)
-                        _add_padding_product(orow[hi:], tap)
-                        dst = orow[lo:hi]
-                        src = xrow[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
-                        for j in range(hi - lo):
-                            dst[j] += tap * src[j]
+                        _add_padding_product(orow, wc[a, b])
+                    continue
+                xrow = xc[y]
+                for b in range(kw):
+                    offset = b * dw - pl
+                    lo, hi = _span(offset, sw, width, ow)
+                    tap = wc[a, b]
+                    _add_padding_product(orow[:lo], tap)
+                    _add_padding_product(orow[hi:], tap)
+                    dst = orow[lo:hi]
+                    src = xrow[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
+                    for j in range(hi - lo):
+                        dst[j] += tap * src[j]
 
 
 @kernel
 def input_grad(dy, w, dx, sh, sw, dh, dw, pt, pl, groups):
-    n_batch, c_count, h, width = dx.shape
+    for task in prange(dx.shape[0] * dx.shape[1]):
+        _input_grad_task(np.int64(task), dy, w, dx, sh, sw, dh, dw, pt, pl, groups)
+
+
+@shared
+def _input_grad_task(task, dy, w, dx, sh, sw, dh, dw, pt, pl, groups):
+    full_width()
+    c_count, h, width = dx.shape[1], dx.shape[2], dx.shape[3]
     o_count, cg, kh, kw = w.shape
     oh, ow = dy.shape[2], dy.shape[3]
     og = o_count // groups
-    for task in prange(n_batch * c_count):
-        n, c = task // c_count, task % c_count
-        g, cc = c // cg, c % cg
-        plane = dx[n, c]
-        for y in range(h):
-            prow = plane[y]
-            for j in range(width):
-                prow[j] = 0
-        for o in range(g * og, (g + 1) * og):
-            wc = w[o, cc]
-            for i in range(oh):
-                dyrow = dy[n, o, i]
-                for a in range(kh):
-                    y = i * sh + a * dh - pt
-                    if y < 0 or y >= h:
-                        continue
-                    prow = plane[y]
-                    for b in range(kw):
-                        offset = b * dw - pl
-                        lo, hi = _span(offset, sw, width, ow)
-                        tap = wc[a, b]
-                        dst = prow[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
-                        src = dyrow[lo:hi]
-                        for j in range(hi - lo):
-                            dst[j] += tap * src[j]
+    n, c = task // c_count, task % c_count
+    g, cc = c // cg, c % cg
+    plane = dx[n, c]
+    for y in range(h):
+        prow = plane[y]
+        for j in range(width):
+            prow[j] = 0
+    for o in range(g * og, (g + 1) * og):
+        wc = w[o, cc]
+        for i in range(oh):
+            dyrow = dy[n, o, i]
+            for a in range(kh):
+                y = i * sh + a * dh - pt
+                if y < 0 or y >= h:
+                    continue
+                prow = plane[y]
+                for b in range(kw):
+                    offset = b * dw - pl
+                    lo, hi = _span(offset, sw, width, ow)
+                    tap = wc[a, b]
+                    dst = prow[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
+                    src = dyrow[lo:hi]
+                    for j in range(hi - lo):
+                        dst[j] += tap * src[j]
 
 
 @kernel
 def weight_grad(x, dy, dwt, sh, sw, dh, dw, pt, pl, groups):
-    n_batch, _, h, width = x.shape
+    for task in prange(dwt.shape[0] * dwt.shape[1]):
+        _weight_grad_task(np.int64(task), x, dy, dwt, sh, sw, dh, dw, pt, pl, groups)
+
+
+@shared
+def _weight_grad_task(task, x, dy, dwt, sh, sw, dh, dw, pt, pl, groups):
+    full_width()
+    n_batch, h, width = x.shape[0], x.shape[2], x.shape[3]
     o_count, cg, kh, kw = dwt.shape
     oh, ow = dy.shape[2], dy.shape[3]
     og = o_count // groups
-    for task in prange(o_count * cg):
-        o, cc = task // cg, task % cg
-        c = (o // og) * cg + cc
-        for a in range(kh):
-            for b in range(kw):
-                offset = b * dw - pl
-                lo, hi = _span(offset, sw, width, ow)
-                acc = dwt.dtype.type(0)
-                for n in range(n_batch):
-                    for i in range(oh):
-                        y = i * sh + a * dh - pt
-                        dyrow = dy[n, o, i]
-                        if y < 0 or y >= h:
-                            acc += _padding_products(dyrow)
-                            continue
-                        acc += _padding_products(dyrow[:lo]) + _padding_products(dyrow[hi:])
-                        if hi > lo:
-                            acc += _dot(dyrow[lo:hi], x[n, c, y, lo * sw + offset : (hi - 1) * sw + offset + 1 : sw])
-                dwt[o, cc, a, b] = acc
+    o, cc = task // cg, task % cg
+    c = (o // og) * cg + cc
+    for a in range(kh):
+        for b in range(kw):
+            offset = b * dw - pl
+            lo, hi = _span(offset, sw, width, ow)
+            acc = dwt.dtype.type(0)
+            for n in range(n_batch):
+                for i in range(oh):
+                    y = i * sh + a * dh - pt
+                    dyrow = dy[n, o, i]
+                    if y < 0 or y >= h:
+                        acc += _padding_products(dyrow)
+                        continue
+                    acc += _padding_products(dyrow[:lo]) + _padding_products(dyrow[hi:])
+                    if hi > lo:
+                        acc += _dot(dyrow[lo:hi], x[n, c, y, lo * sw + offset : (hi - 1) * sw + offset + 1 : sw])
+            dwt[o, cc, a, b] = acc
 
 
 # Stride 1: flat planes.
@@ -160,9 +180,18 @@ _OB = 4
 _CHUNK = 4096
 
 
-@helper
+@kernel
+def pad_planes(x, xp, pt, pl, wp):
+    """``xp[n, c]``: the plane ``x[n, c]`` zero-padded, flat, at row pitch ``wp``."""
+    for task in prange(x.shape[0] * x.shape[1]):
+        n, c = np.int64(task) // x.shape[1], np.int64(task) % x.shape[1]
+        _padded(x[n, c], xp[n, c], pt, pl, wp)
+
+
+@shared
 def _padded(plane, dst, pt, pl, wp):
     """Fill the flat ``dst``: ``plane`` at row ``pt``, column ``pl``, row pitch ``wp``, zeros elsewhere."""
+    full_width()
     h, w = plane.shape
     n = min(w, wp - pl)
     done = 0  # dst[:done] is written
@@ -181,57 +210,65 @@ def _padded(plane, dst, pt, pl, wp):
         dst[t] = 0
 
 
+def flat_geometry(x_shape, w_shape, out_shape, dh, dw, pl):
+    """Row pitch and flat plane size of the padded planes for a stride-1 pass."""
+    width, (kh, kw), (oh, ow) = x_shape[3], w_shape[2:], out_shape[2:]
+    wp = max(width + pl, ow + dw * (kw - 1))
+    return wp, (oh + dh * (kh - 1)) * wp + dw * (kw - 1)
+
+
 @kernel
-def forward_flat(x, w, bias, out, dh, dw, pt, pl, groups):
-    n_batch, c_count, _, width = x.shape
+def forward_flat(xp, w, bias, out, dh, dw, groups, wp):
+    """``xp``: the input's planes padded by :func:`pad_planes` at pitch ``wp``."""
+    blocks = (w.shape[0] // groups + _OB - 1) // _OB
+    for task in prange(out.shape[0] * groups * blocks):
+        _forward_flat_task(np.int64(task), xp, w, bias, out, dh, dw, groups, wp)
+
+
+@shared
+def _forward_flat_task(task, xp, w, bias, out, dh, dw, groups, wp):
+    full_width()
     o_count, cg, kh, kw = w.shape
     oh, ow = out.shape[2], out.shape[3]
     og = o_count // groups
     blocks = (og + _OB - 1) // _OB
-    wp = max(width + pl, ow + dw * (kw - 1))
-    size = (oh + dh * (kh - 1)) * wp + dw * (kw - 1)
     rows = max(1, _CHUNK // wp)
-    xp = np.empty((n_batch, c_count, size), x.dtype)
-    for task in prange(n_batch * c_count):
-        n, c = task // c_count, task % c_count
-        _padded(x[n, c], xp[n, c], pt, pl, wp)
-    for task in prange(n_batch * groups * blocks):
-        n, rest = task // (groups * blocks), task % (groups * blocks)
-        g = rest // blocks
-        o0 = g * og + (rest % blocks) * _OB
-        nq = min(_OB, (g + 1) * og - o0)
-        xg = xp[n, g * cg : (g + 1) * cg]
-        wq = np.zeros((_OB, cg, kh, kw), w.dtype)
+    n, rest = task // (groups * blocks), task % (groups * blocks)
+    g = rest // blocks
+    o0 = g * og + (rest % blocks) * _OB
+    nq = min(_OB, (g + 1) * og - o0)
+    xg = xp[n, g * cg : (g + 1) * cg]
+    wq = np.zeros((_OB, cg, kh, kw), w.dtype)
+    for q in range(nq):
+        wq[q] = w[o0 + q]
+    acc = np.empty((_OB, rows * wp), out.dtype)
+    for i0 in range(0, oh, rows):
+        m = min(rows, oh - i0) * wp
+        t0 = i0 * wp
+        a0, a1, a2, a3 = acc[0, :m], acc[1, :m], acc[2, :m], acc[3, :m]
+        for t in range(m):
+            a0[t] = 0
+            a1[t] = 0
+            a2[t] = 0
+            a3[t] = 0
+        for c in range(cg):
+            if nq == 1 and dw == 1:
+                # One output channel: the single-image loop, without three idle lanes.
+                for a in range(kh):
+                    base = t0 + a * dh * wp
+                    _accumulate(a0, wq[0, c, a], xg[c][base : base + m + kw - 1])
+            elif kh == 3 and kw == 3:
+                _tile4(a0, a1, a2, a3, wq[:, c], xg[c], t0, dh * wp, dw, m)
+            else:
+                for a in range(kh):
+                    _taps4(a0, a1, a2, a3, wq[:, c, a], xg[c], t0 + a * dh * wp, dw, m)
         for q in range(nq):
-            wq[q] = w[o0 + q]
-        acc = np.empty((_OB, rows * wp), out.dtype)
-        for i0 in range(0, oh, rows):
-            m = min(rows, oh - i0) * wp
-            t0 = i0 * wp
-            a0, a1, a2, a3 = acc[0, :m], acc[1, :m], acc[2, :m], acc[3, :m]
-            for t in range(m):
-                a0[t] = 0
-                a1[t] = 0
-                a2[t] = 0
-                a3[t] = 0
-            for c in range(cg):
-                if nq == 1 and dw == 1:
-                    # One output channel: the single-image loop, without three idle lanes.
-                    for a in range(kh):
-                        base = t0 + a * dh * wp
-                        _accumulate(a0, wq[0, c, a], xg[c][base : base + m + kw - 1])
-                elif kh == 3 and kw == 3:
-                    _tile4(a0, a1, a2, a3, wq[:, c], xg[c], t0, dh * wp, dw, m)
-                else:
-                    for a in range(kh):
-                        _taps4(a0, a1, a2, a3, wq[:, c, a], xg[c], t0 + a * dh * wp, dw, m)
-            for q in range(nq):
-                b_q = bias[o0 + q]
-                for r in range(min(rows, oh - i0)):
-                    orow = out[n, o0 + q, i0 + r]
-                    src = acc[q, r * wp : r * wp + ow]
-                    for j in range(ow):
-                        orow[j] = src[j] + b_q
+            b_q = bias[o0 + q]
+            for r in range(min(rows, oh - i0)):
+                orow = out[n, o0 + q, i0 + r]
+                src = acc[q, r * wp : r * wp + ow]
+                for j in range(ow):
+                    orow[j] = src[j] + b_q
 
 
 @helper
@@ -303,44 +340,52 @@ def _taps4(a0, a1, a2, a3, wrow, xc, base, dw, m):
             a3[t] += q0 * e0
 
 
+def channel_share(weight_shape, groups, threads):
+    """Input channels per :func:`weight_grad_flat` task: enough tasks to keep every thread busy."""
+    o_count, cg = weight_shape[0], weight_shape[1]
+    blocks = (o_count // groups + _OB - 1) // _OB
+    wanted = min(cg, max(1, 4 * threads // (groups * blocks)))
+    return (cg + wanted - 1) // wanted
+
+
 @kernel(reassociate=True)
-def weight_grad_flat(x, dy, dwt, dh, dw, pt, pl, groups, threads):
-    """Needs a finite ``x``: the dropped columns pair ``x`` with zeros, and ``0 * inf`` is NaN.
-    ``threads`` only sizes the tasks."""
-    n_batch, c_count, _, width = x.shape
+def weight_grad_flat(xp, dy, dwt, dh, dw, groups, wp, per):
+    """``xp``: the input's planes padded by :func:`pad_planes` at pitch ``wp``; they must be
+    finite: the dropped columns pair them with zeros, and ``0 * inf`` is NaN. A task is a
+    block of output channels and ``per`` of the input channels (enough tasks to keep every
+    thread busy); it pads its four planes of dY once per image."""
+    blocks = (dwt.shape[0] // groups + _OB - 1) // _OB
+    parts = (dwt.shape[1] + per - 1) // per
+    for task in prange(groups * blocks * parts):
+        _weight_grad_flat_task(np.int64(task), xp, dy, dwt, dh, dw, groups, wp, per)
+
+
+@shared(reassociate=True)
+def _weight_grad_flat_task(task, xp, dy, dwt, dh, dw, groups, wp, per):
+    full_width()
+    n_batch = xp.shape[0]
     o_count, cg, kh, kw = dwt.shape
-    oh, ow = dy.shape[2], dy.shape[3]
+    oh = dy.shape[2]
     og = o_count // groups
     blocks = (og + _OB - 1) // _OB
-    wp = max(width + pl, ow + dw * (kw - 1))
-    size = (oh + dh * (kh - 1)) * wp + dw * (kw - 1)
+    parts = (cg + per - 1) // per
     m = oh * wp
-    xp = np.empty((n_batch, c_count, size), x.dtype)
-    for task in prange(n_batch * c_count):
-        n, c = task // c_count, task % c_count
-        _padded(x[n, c], xp[n, c], pt, pl, wp)
-    # Tasks: a block of output channels and a share of the input channels, enough of them
-    # to keep every thread busy; each pads its four planes of dY once per image.
-    wanted = min(cg, max(1, 4 * threads // (groups * blocks)))
-    per = (cg + wanted - 1) // wanted
-    parts = (cg + per - 1) // per  # none of them empty
-    for task in prange(groups * blocks * parts):
-        block, part = task // parts, task % parts
-        g = block // blocks
-        o0 = g * og + (block % blocks) * _OB
-        nq = min(_OB, (g + 1) * og - o0)
-        c0, c1 = part * per, min(cg, (part + 1) * per)
-        lanes = np.zeros((_OB, m), dy.dtype)
-        sums = np.zeros((c1 - c0, _OB, kh, kw), dwt.dtype)
-        for n in range(n_batch):
-            for q in range(nq):
-                _padded(dy[n, o0 + q], lanes[q], 0, 0, wp)
-            for cc in range(c0, c1):
-                for a in range(kh):
-                    _dots4(sums[cc - c0, :, a], lanes, xp[n, g * cg + cc], a * dh * wp, dw, m)
+    block, part = task // parts, task % parts
+    g = block // blocks
+    o0 = g * og + (block % blocks) * _OB
+    nq = min(_OB, (g + 1) * og - o0)
+    c0, c1 = part * per, min(cg, (part + 1) * per)
+    lanes = np.zeros((_OB, m), dy.dtype)
+    sums = np.zeros((c1 - c0, _OB, kh, kw), dwt.dtype)
+    for n in range(n_batch):
+        for q in range(nq):
+            _padded(dy[n, o0 + q], lanes[q], 0, 0, wp)
         for cc in range(c0, c1):
-            for q in range(nq):
-                dwt[o0 + q, cc] = sums[cc - c0, q]
+            for a in range(kh):
+                _dots4(sums[cc - c0, :, a], lanes, xp[n, g * cg + cc], a * dh * wp, dw, m)
+    for cc in range(c0, c1):
+        for q in range(nq):
+            dwt[o0 + q, cc] = sums[cc - c0, q]
 
 
 @helper

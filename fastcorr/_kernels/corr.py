@@ -34,6 +34,7 @@ import numpy as np
 from numba import prange
 
 from fastcorr._kernels import helper, kernel, shared
+from fastcorr._kernels.simd import full_width
 
 FILL, SYMM, WRAP = 0, 1, 2
 _BLOCK = 2048
@@ -100,6 +101,7 @@ def tile5x5(x, k, out, r0, r1, c0, c1, dr, dc):
 
 @shared
 def _rows_task(i, x, k, out, c0, c1, dr, dc):
+    full_width()
     kh, kw = k.shape
     for j0 in range(c0, c1, _BLOCK):
         j1 = min(j0 + _BLOCK, c1)
@@ -112,6 +114,7 @@ def _rows_task(i, x, k, out, c0, c1, dr, dc):
 
 @shared
 def _tile3x3_task(i, x, k, out, r1, c0, c1, dr, dc):
+    full_width()
     n = c1 - c0
     s, e = c0 + dc, c1 + dc + 2
     r = i + dr
@@ -125,6 +128,7 @@ def _tile3x3_task(i, x, k, out, r1, c0, c1, dr, dc):
 
 @shared
 def _tile5x5_task(i, x, k, out, c0, c1, dr, dc):
+    full_width()
     s, e = c0 + dc, c1 + dc + 4
     r = i + dr
     _tile5x5(out[i, c0:c1], k, x[r, s:e], x[r + 1, s:e], x[r + 2, s:e], x[r + 3, s:e], x[r + 4, s:e])
@@ -140,6 +144,7 @@ def border(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate):
 
 @shared
 def _border_task(i, x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate):
+    full_width()
     ow = out.shape[1]
     middle = r0 <= i < r1
     for j0 in range(0, ow, _BLOCK):
@@ -189,6 +194,7 @@ def _extended(x, k, dst, i, j0, p0, p1, boundary, fill, accumulate):
 @shared
 def _accumulate(dst, krow, src):
     """``dst[j] += sum_b krow[b] * src[j + b]``: a 1-D 'valid' correlation added into ``dst``."""
+    full_width()
     n, kw = dst.shape[0], krow.shape[0]
     if n < kw:
         # Few outputs for a wide kernel: one dot product each.
@@ -218,6 +224,7 @@ def _accumulate(dst, krow, src):
 @shared
 def _tile3x3(dst, k, s0, s1, s2):
     """``dst[j] = sum over a, b < 3 of k[a, b] * s_a[j + b]``, all nine taps in registers."""
+    full_width()
     a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
     b0, b1, b2 = k[1, 0], k[1, 1], k[1, 2]
     c0, c1, c2 = k[2, 0], k[2, 1], k[2, 2]
@@ -230,6 +237,7 @@ def _tile3x3(dst, k, s0, s1, s2):
 @shared
 def _tile3x3x2(d0, d1, k, s0, s1, s2, s3):
     """:func:`_tile3x3` for two neighbouring rows at once: ``d0`` from ``s0..s2``, ``d1`` from ``s1..s3``."""
+    full_width()
     a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
     b0, b1, b2 = k[1, 0], k[1, 1], k[1, 2]
     c0, c1, c2 = k[2, 0], k[2, 1], k[2, 2]
@@ -247,6 +255,7 @@ def _tile3x3x2(d0, d1, k, s0, s1, s2, s3):
 @shared
 def _tile5x5(dst, k, s0, s1, s2, s3, s4):
     """``dst[j] = sum over a, b < 5 of k[a, b] * s_a[j + b]``, in that order, in one pass."""
+    full_width()
     a0, a1, a2, a3, a4 = k[0, 0], k[0, 1], k[0, 2], k[0, 3], k[0, 4]
     b0, b1, b2, b3, b4 = k[1, 0], k[1, 1], k[1, 2], k[1, 3], k[1, 4]
     c0, c1, c2, c3, c4 = k[2, 0], k[2, 1], k[2, 2], k[2, 3], k[2, 4]
