@@ -240,7 +240,7 @@ def _forward_flat_task(task, xp, w, bias, out, dh, dw, groups, wp):
     xg = xp[n, g * cg : (g + 1) * cg]
     wq = np.zeros((_OB, cg, kh, kw), w.dtype)
     for q in range(nq):
-        wq[q] = w[o0 + q]
+        _copy(wq[q], w[o0 + q])
     acc = np.empty((_OB, rows * wp), out.dtype)
     for i0 in range(0, oh, rows):
         m = min(rows, oh - i0) * wp
@@ -269,6 +269,15 @@ def _forward_flat_task(task, xp, w, bias, out, dh, dw, groups, wp):
                 src = acc[q, r * wp : r * wp + ow]
                 for j in range(ow):
                     orow[j] = src[j] + b_q
+
+
+@helper
+def _copy(dst, src):
+    """``dst[...] = src`` for C-contiguous arrays of one shape (an array assignment would
+    compile Numba's shape-mismatch message, seconds of string code)."""
+    d, s = dst.ravel(), src.ravel()
+    for t in range(d.shape[0]):
+        d[t] = s[t]
 
 
 @helper
@@ -385,7 +394,7 @@ def _weight_grad_flat_task(task, xp, dy, dwt, dh, dw, groups, wp, per):
                 _dots4(sums[cc - c0, :, a], lanes, xp[n, g * cg + cc], a * dh * wp, dw, m)
     for cc in range(c0, c1):
         for q in range(nq):
-            dwt[o0 + q, cc] = sums[cc - c0, q]
+            _copy(dwt[o0 + q, cc], sums[cc - c0, q])
 
 
 @helper
