@@ -51,6 +51,7 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
         spoiled[0, 0, 0, 0] = np.inf
         steps += [
             ("conv2d and gradients, 3x3", lambda: layer(sample(6, 4, 3, 3), padding=1)),
+            ("conv2d and gradients, register tiles", lambda: layer(sample(16, 4, 3, 3), padding=1)),
             ("conv2d and gradients, any kernel", lambda: layer(sample(6, 4, 2, 3), dilation=(1, 2))),
             ("conv2d and gradients, one output channel per group", lambda: layer(sample(4, 1, 2, 2), groups=4)),
             ("conv2d and gradients, strided", lambda: layer(sample(6, 4, 3, 3), stride=2, padding=1)),
@@ -79,7 +80,7 @@ def warmup(dtypes: Sequence[DTypeLike] = (np.float32, np.float64), progress: boo
     --------
     >>> import fastcorr as fc
     >>> fc.warmup(["float64"])  # doctest: +SKIP
-    22
+    24
     """
     chosen = [np.dtype(t) for t in dtypes]
     for dtype in chosen:

@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from fastcorr import _validate
 from fastcorr._kernels import conv as _conv
+from fastcorr._kernels import simd
 from fastcorr._kernels.corr import FILL, correlate
 from fastcorr._kernels.scan import all_finite
 
@@ -257,7 +258,11 @@ def conv2d_input_grad(
 
 
 def _forward_flat(x, weight, bias, out, dh, dw, pt, pl, groups, work):
-    """Stride 1: pad every input plane once, then run the flat loops on the padded planes."""
+    """Stride 1: on the register tile when each group has a tile's worth of output channels;
+    else pad every input plane once and run the flat loops on the padded planes."""
+    if weight.shape[0] // groups >= simd.TILE_ROWS:
+        _conv.tiled(x, weight, bias, out, dh, dw, pt, pl, groups, work)
+        return
     wp, size = _conv.flat_geometry(x.shape, weight.shape, out.shape, dh, dw, pl)
     xp = np.empty((x.shape[0], x.shape[1], size), x.dtype)
     _conv.pad_planes.pick(x.size)(x, xp, pt, pl, wp)

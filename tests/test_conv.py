@@ -45,6 +45,11 @@ CASES = [
     ("kernel fills the input", (1, 3, 4, 5, 2, 4, 5), {}),
     ("dilated kernel fills the input", (1, 2, 5, 7, 2, 3, 4), dict(dilation=2)),
     ("one-row image", (2, 2, 1, 9, 2, 1, 3), dict(padding=(0, 1))),
+    ("a register tile of output channels", (2, 3, 9, 10, 8, 3, 3), dict(padding=1)),
+    ("two tiles and a part", (1, 4, 12, 11, 17, 2, 3), dict(dilation=(2, 1), padding=(1, 2))),
+    ("tiles in two groups", (1, 4, 7, 9, 18, 3, 2), dict(groups=2)),
+    ("same even kernel, 16 channels", (2, 2, 8, 7, 16, 2, 4), dict(padding="same")),
+    ("band of one row", (1, 3, 3, 40, 9, 3, 1), {}),
 ]
 CASE_PARAMS = [pytest.param(shapes, kwargs, id=name) for name, shapes, kwargs in CASES]
 
@@ -198,7 +203,7 @@ def resolved_pads(padding, k, d):
 @st.composite
 def conv_problems(draw):
     groups = draw(st.integers(1, 4))
-    cg, og = draw(st.integers(1, 4 // groups)), draw(st.integers(1, 4 // groups))
+    cg, og = draw(st.integers(1, 4 // groups)), draw(st.sampled_from([1, 2, 3, 8, 9, 17]))
     k = draw(st.tuples(st.integers(1, 4), st.integers(1, 4)))
     stride = draw(st.tuples(st.integers(1, 3), st.integers(1, 3)))
     dilation = draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))

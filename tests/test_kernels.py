@@ -1,3 +1,4 @@
+import contextlib
 import itertools
 
 import numpy as np
@@ -104,6 +105,16 @@ def conv_operands(dtype, n, c, h, w, o, kh, kw, geometry, seed=3):
     return x, weight, rng.standard_normal(o).astype(dtype), dy
 
 
+@contextlib.contextmanager
+def tiled_twin(name):
+    saved = _kernels.SERIAL_WORK
+    _kernels.SERIAL_WORK = 2**62 if name == "serial" else 0
+    try:
+        yield
+    finally:
+        _kernels.SERIAL_WORK = saved
+
+
 def twins_agree(kernel, make_out, args):
     results = []
     for twin in (kernel.serial, kernel.parallel):
@@ -124,6 +135,14 @@ def test_conv_twins_agree_bit_for_bit(case, dtype):
     twins_agree(conv.input_grad, new(x.shape), lambda out: (dy, weight, out, *geometry))
     twins_agree(conv.weight_grad, new(weight.shape), lambda out: (x, dy, out, *geometry))
     if sh == sw == 1:
+
+        results = []
+        for twin in ("serial", "parallel"):
+            out = new(dy.shape)()
+            with tiled_twin(twin):
+                conv.tiled(x, weight, bias, out, dh, dw, pt, pl, groups, 0)
+            results.append(out)
+        np.testing.assert_array_equal(results[0], results[1])
         wp, size = conv.flat_geometry(x.shape, weight.shape, dy.shape, dh, dw, pl)
         twins_agree(conv.pad_planes, new((n, c, size)), lambda xp: (x, xp, pt, pl, wp))
         xp = np.empty((n, c, size), dtype)
@@ -148,3 +167,21 @@ def test_loops_ask_llvm_for_the_whole_vector_unit(dtype):
     if simd.VECTOR_BITS == 512:
         assert "zmm" in fresh.inspect_asm(signature)
     np.testing.assert_array_equal(dst, 3)
+
+
+@pytest.mark.parametrize("itemsize", [4, 8])
+@pytest.mark.parametrize("width, kernel, out_hw, dilation, pl", [
+    (56, (3, 3), (56, 56), (1, 1), 1), (7, (5, 5), (3, 3), (1, 1), 0), (1, (1, 1), (1, 1), (1, 1), 0),
+    (33, (2, 7), (40, 27), (3, 1), 0), (100, (3, 3), (5, 104), (2, 2), 4), (3, (1, 2), (200, 2), (1, 1), 0),
+])
+def test_every_tile_reads_inside_its_band(itemsize, width, kernel, out_hw, dilation, pl):
+    """The tile does not check its indices: each band's padded rows must hold the last vector
+    of the last tile at the farthest tap, and the band's rows of output."""
+    from fastcorr._kernels import simd
+
+    wp, rows, tiles, plane = conv.bands(width, kernel, out_hw, *dilation, pl, itemsize)
+    nr = simd.TILE_VECTORS * simd.lanes(itemsize)
+    farthest = dilation[0] * (kernel[0] - 1) * wp + dilation[1] * (kernel[1] - 1)
+    assert (tiles - 1) * nr + farthest + nr <= plane
+    assert tiles * nr >= rows * wp and plane % wp == 0 and wp >= width + pl
+    assert wp >= out_hw[1] + dilation[1] * (kernel[1] - 1)

@@ -13,12 +13,13 @@ import fastcorr as fc
 
 ROOT = Path(__file__).resolve().parent.parent
 
-AFTER_WARMUP = """
+RUN_CALLS = """
 import json, sys
 import numpy as np
 from numba.core import event
 import fastcorr as fc
-fc.warmup(["float64"])
+if sys.argv[1] == "warmup":
+    fc.warmup(["float64"])
 compiled = []
 class Listener(event.Listener):
     def on_start(self, ev):
@@ -28,26 +29,27 @@ class Listener(event.Listener):
 event.register("numba:compile", Listener())
 sys.path.insert(0, "tests")
 from test_warmup import calls
-calls(np.float64)
+np.savez(sys.argv[2], *calls(np.float64))
 print(json.dumps(compiled))
 """
 
 
 def calls(dtype):
-    """Public calls of every kind, small and large, serial and parallel, with inf and NaN."""
+    """Public calls of every kind, small and large, serial and parallel, with inf and NaN: their results."""
     rng = np.random.default_rng(1)
+    results = []
     for shape in [(6, 8), (70, 90), (400, 700)]:
         x = rng.standard_normal(shape).astype(dtype)
         for kernel in [(1, 2), (3, 3), (5, 5), (4, 6)]:
             k = rng.standard_normal(kernel).astype(dtype)
-            fc.corr2d(x, k)
+            results.append(fc.corr2d(x, k))
             for mode in ("full", "same", "valid"):
                 for boundary in ("fill", "wrap", "symm"):
-                    fc.correlate2d(x, k, mode, boundary, 1.5)
-                    fc.convolve2d(x, k, mode, boundary)
+                    results.append(fc.correlate2d(x, k, mode, boundary, 1.5))
+                    results.append(fc.convolve2d(x, k, mode, boundary))
             dy = rng.standard_normal((shape[0] - kernel[0] + 1, shape[1] - kernel[1] + 1)).astype(dtype)
-            fc.corr2d_grad(x, k, dy)
-            fc.corr2d_grad(x, np.where(k > 0, np.inf, k), dy)
+            results.extend(fc.corr2d_grad(x, k, dy))
+            results.extend(fc.corr2d_grad(x, np.where(k > 0, np.inf, k), dy))
     for n, c, hw, o, kernel, geometry in [
         (1, 1, 6, 1, 2, {}), (2, 3, 9, 4, 3, dict(padding=1)), (8, 16, 32, 16, 3, dict(padding="same")),
         (4, 4, 20, 8, 5, dict(stride=2, dilation=2, padding=2)), (2, 8, 30, 8, 3, dict(groups=8, padding=1)),
@@ -56,24 +58,35 @@ def calls(dtype):
         x = rng.standard_normal((n, c, hw, hw)).astype(dtype)
         w = rng.standard_normal((o, c // geometry.get("groups", 1), kernel, kernel)).astype(dtype)
         y = fc.conv2d(x, w, rng.standard_normal(o).astype(dtype), **geometry)
-        fc.conv2d_input_grad(x.shape, w, y, **geometry)
-        fc.conv2d_weight_grad(x, w.shape, y, **geometry)
+        results += [y, fc.conv2d_input_grad(x.shape, w, y, **geometry), fc.conv2d_weight_grad(x, w.shape, y, **geometry)]
         x[0, 0, 0, 0] = np.nan
-        fc.conv2d_input_grad(x.shape, np.where(w > 1, np.inf, w), y, **geometry)
-        fc.conv2d_weight_grad(x, w.shape, y, **geometry)
+        results.append(fc.conv2d_input_grad(x.shape, np.where(w > 1, np.inf, w), y, **geometry))
+        results.append(fc.conv2d_weight_grad(x, w.shape, y, **geometry))
     layer = fc.Conv2D(3, in_channels=2, out_channels=4, padding=1, dtype=dtype, rng=0)
     fc.fit(layer, rng.standard_normal((4, 2, 8, 8)).astype(dtype), rng.standard_normal((4, 4, 8, 8)).astype(dtype),
            lr=0.01, epochs=2)
+    return results + [layer.weight.data]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_after_warmup_no_public_call_compiles(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", AFTER_WARMUP], capture_output=True, text=True, cwd=ROOT, env=env,
-                            timeout=850)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+def test_after_warmup_nothing_compiles_and_cached_kernels_give_the_same_results(tmp_path):
+    """Warm up and call everything in one process, then call everything again in a new one that
+    loads every kernel from the disk cache: nothing compiles in either, and the results match."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run(*args):
+        result = subprocess.run([sys.executable, "-c", RUN_CALLS, *args], capture_output=True, text=True, cwd=ROOT,
+                                env=env, timeout=850)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert run("warmup", str(tmp_path / "compiled.npz")) == []
+    assert run("cached", str(tmp_path / "cached.npz")) == []
+    compiled, cached = np.load(tmp_path / "compiled.npz"), np.load(tmp_path / "cached.npz")
+    assert len(compiled.files) == len(cached.files) > 200
+    for name in compiled.files:
+        np.testing.assert_array_equal(compiled[name], cached[name])
 
 
 def test_warmup_refuses_dtypes_the_kernels_do_not_run_in():
@@ -87,4 +100,4 @@ def test_the_command_reports_progress_and_what_it_compiled(capsys):
     assert main(["warmup", "--dtypes", "float64"]) == 0
     captured = capsys.readouterr()
     assert "compiled and cached every kernel for float64" in captured.out
-    assert "] 22/22" in captured.err and "done" in captured.err
+    assert "] 24/24" in captured.err and "done" in captured.err

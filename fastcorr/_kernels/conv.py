@@ -14,12 +14,13 @@ is carried to the output (``0 * inf`` is NaN), as a padded copy would.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
-from fastcorr._kernels import helper, kernel, shared
+from fastcorr._kernels import helper, kernel, shared, simd
 from fastcorr._kernels.corr import _accumulate, _dot
-from fastcorr._kernels.simd import full_width
+from fastcorr._kernels.simd import full_width, tile
 
 
 @helper
@@ -449,3 +450,119 @@ def _dots4(sums, dyp, xp, base, dw, m):
         sums[1, b] += s1
         sums[2, b] += s2
         sums[3, b] += s3
+
+
+# Stride 1 on the register tile (:func:`fastcorr._kernels.simd.tile`), for groups with at
+# least a tile's worth of output channels. A task is a band of ``rows`` output rows of one
+# image: it copies the input rows the band reads, of every channel, into zero-padded flat
+# planes of row pitch ``wp`` in its thread's scratch, so that output position
+# ``t = r * wp + j`` of channel ``o`` is ``sum_k packed[o, k] * planes[offsets[k] + t]`` over
+# the taps ``k = (c, a, b)``, ``offsets[k] = c * plane + a * dh * wp + b * dw``: a product of
+# the packed weights with rows of the planes, no im2col. The tile computes ``TILE_ROWS``
+# output channels by a run of positions at a time, over blocks of taps whose packed weights
+# stay in L1; the columns ``j >= ow`` it computes on the way are dropped when the band is
+# copied out, bias added.
+
+_BAND_ROWS = 16
+_PANEL_BYTES = 16384
+
+
+def bands(width, kernel, out_hw, dh, dw, pl, itemsize):
+    """``(wp, rows, tiles, plane)``: row pitch, output rows per band, tiles per band, and the
+    flat size of one channel's padded rows, large enough for every tile's last tap."""
+    (kh, kw), (oh, ow) = kernel, out_hw
+    nr = simd.TILE_VECTORS * simd.lanes(itemsize)
+    wp = max(width + pl, ow + dw * (kw - 1))
+    rows = min(_BAND_ROWS, oh)
+    tiles = -(-rows * wp // nr)
+    plane = max((rows + dh * (kh - 1)) * wp, tiles * nr + dh * (kh - 1) * wp + dw * (kw - 1))
+    return wp, rows, tiles, -(-plane // wp) * wp
+
+
+def tiled(x, weight, bias, out, dh, dw, pt, pl, groups, work):
+    """Run :func:`forward_tiled`: pack the weights, lay out the taps and the bands, give each
+    thread its scratch (``work`` multiply-adds pick the twin)."""
+    (n_batch, c_count, _, width), (o_count, cg, kh, kw), oh = x.shape, weight.shape, out.shape[2]
+    mr = simd.TILE_ROWS
+    nr = simd.TILE_VECTORS * simd.lanes(weight.dtype.itemsize)
+    wp, rows, tiles, plane = bands(width, (kh, kw), out.shape[2:], dh, dw, pl, weight.dtype.itemsize)
+    k_count, og = cg * kh * kw, o_count // groups
+    most = max(1, _PANEL_BYTES // (mr * weight.dtype.itemsize))
+    block = -(-k_count // -(-k_count // most))
+    blocks = -(-og // mr)
+    packed = np.zeros((groups, blocks * mr, k_count), weight.dtype)
+    packed[:, :og] = weight.reshape(groups, og, k_count)
+    packed = np.ascontiguousarray(packed.reshape(groups, blocks, mr, k_count).transpose(0, 1, 3, 2)).ravel()
+    c, a, b = np.meshgrid(np.arange(cg), np.arange(kh), np.arange(kw), indexing="ij")
+    offsets = (c * plane + a * dh * wp + b * dw).ravel().astype(np.int64)
+    twin = forward_tiled.pick(work)
+    threads = numba.get_num_threads() if twin is forward_tiled.parallel else 1
+    scratch = np.empty((threads, c_count * plane + mr * tiles * nr), weight.dtype)
+    twin(x, packed, offsets, bias, out, scratch, n_batch * -(-oh // rows), rows, pt, pl, wp, plane, nr, block, groups)
+
+
+@kernel
+def forward_tiled(x, packed, offsets, bias, out, work, tasks, rows, pt, pl, wp, plane, nr, block, groups):
+    """``work[s]`` is the scratch of slot ``s``: slot ``s`` runs tasks ``s, s + slots, ...``."""
+    slots = work.shape[0]
+    for slot in prange(slots):
+        for task in range(np.int64(slot), tasks, slots):
+            _band_task(task, x, packed, offsets, bias, out, work[slot], rows, pt, pl, wp, plane, nr, block, groups)
+
+
+@shared
+def _band_task(task, x, packed, offsets, bias, out, work, rows, pt, pl, wp, plane, nr, block, groups):
+    full_width()
+    mr = simd.TILE_ROWS
+    c_count = x.shape[1]
+    o_count, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    cg, og = c_count // groups, o_count // groups
+    k_count = offsets.shape[0]
+    blocks = (og + mr - 1) // mr
+    bands = (oh + rows - 1) // rows
+    n, r0 = task // bands, (task % bands) * rows
+    count = min(rows, oh - r0)
+    tiles = (count * wp + nr - 1) // nr
+    ld = tiles * nr
+    planes = work[: c_count * plane]
+    acc = work[c_count * plane : c_count * plane + mr * ld]
+    for c in range(c_count):
+        _pad_band(x[n, c], planes[c * plane : (c + 1) * plane], r0 - pt, pl, wp)
+    for g in range(groups):
+        for ob in range(blocks):
+            valid = min(mr, og - ob * mr)
+            for k0 in range(0, k_count, block):
+                k1 = min(k_count, k0 + block)
+                for t in range(tiles):
+                    tile(acc, t * nr, ld, packed, ((g * blocks + ob) * k_count + k0) * mr, planes,
+                         g * cg * plane + t * nr, offsets[k0:k1], k1 - k0, valid, k0 > 0)
+            for i in range(valid):
+                o = g * og + ob * mr + i
+                b_o = bias[o]
+                for r in range(count):
+                    dst = out[n, o, r0 + r]
+                    src = acc[i * ld + r * wp : i * ld + r * wp + ow]
+                    for j in range(ow):
+                        dst[j] = src[j] + b_o
+
+
+@helper
+def _pad_band(image, dst, first, pl, wp):
+    """``dst``, flat at pitch ``wp``: rows ``first, first + 1, ...`` of ``image`` from column ``pl``
+    on (zeros where a row falls outside the image, and around each row)."""
+    h, w = image.shape
+    n = min(w, wp - pl)
+    for rr in range(dst.shape[0] // wp):
+        row = dst[rr * wp : (rr + 1) * wp]
+        y = first + rr
+        if 0 <= y < h:
+            src = image[y]
+            for j in range(pl):
+                row[j] = 0
+            for j in range(n):
+                row[pl + j] = src[j]
+            for j in range(pl + n, wp):
+                row[j] = 0
+        else:
+            for j in range(wp):
+                row[j] = 0
