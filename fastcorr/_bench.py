@@ -107,9 +107,9 @@ def single_impls(x: np.ndarray, k: np.ndarray, more: bool = False) -> dict[str, 
         rect, interior = corr.plan(x.shape, k.shape, out.shape, 0, 0)  # 'valid': all interior, or all border
         if interior is None:
             impls["fastcorr serial"] = lambda: corr.border.serial(x, k, out, 0, 0, corr.FILL, out.dtype.type(0),
-                                                                  *rect, False)
+                                                                  *rect, False, out.shape[0])
         else:
-            impls["fastcorr serial"] = lambda: interior.serial(x, k, out, *rect, 0, 0)
+            impls["fastcorr serial"] = lambda: interior.serial(x, k, out, *rect, 0, 0, out.shape[0])
         if x.size <= 64 * 64:
             impls["chapter loops"] = lambda: chapter_corr2d(x, k)
     signal, ndimage = _optional("scipy.signal"), _optional("scipy.ndimage")

@@ -31,18 +31,19 @@ def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
         expected = naive.shifted_correlation(x, k, shape, p0, p1, names[boundary], dtype(3))
         (r0, r1), (c0, c1) = corr._inside(h, kh, shape[0], p0), corr._inside(w, kw, shape[1], p1)
         results = []
-        for interior, twin in itertools.product(loops, ["serial", "parallel"]):
+        for interior, (twin, step) in itertools.product(loops, [("serial", shape[0]), ("parallel", 2), ("parallel", 4)]):
             out = np.full(shape, 7, dtype)
             if r0 < r1 and c0 < c1:
-                getattr(interior, twin)(x, k, out, r0, r1, c0, c1, -p0, -p1)
-            getattr(corr.border, twin)(x, k, out, p0, p1, boundary, dtype(3), r0, r1, c0, c1, False)
+                getattr(interior, twin)(x, k, out, r0, r1, c0, c1, -p0, -p1, step)
+            getattr(corr.border, twin)(x, k, out, p0, p1, boundary, dtype(3), r0, r1, c0, c1, False, step)
             results.append(out)
         whole = np.full(shape, 7, dtype)
-        corr.border.serial(x, k, whole, p0, p1, boundary, dtype(3), 0, 0, 0, 0, False)
+        corr.border.serial(x, k, whole, p0, p1, boundary, dtype(3), 0, 0, 0, 0, False, 3)
         twice = whole.copy()
-        corr.border.serial(x, k, twice, p0, p1, boundary, dtype(3), 0, 0, 0, 0, True)
-        for serial, parallel in zip(results[::2], results[1::2]):
-            np.testing.assert_array_equal(serial, parallel)
+        corr.border.parallel(x, k, twice, p0, p1, boundary, dtype(3), 0, 0, 0, 0, True, 2)
+        for serial, *parallel in zip(results[::3], results[1::3], results[2::3]):
+            for other in parallel:
+                np.testing.assert_array_equal(serial, other)
         tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
         for result in results + [whole, twice / 2 if dtype != np.int32 else twice // 2]:
             np.testing.assert_allclose(result, expected, **tolerance)
@@ -50,8 +51,7 @@ def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
 
 @pytest.mark.parametrize(
     "shape, kernel, out, pad, interior, loop",
-    [((6, 8), (1, 2), (6, 7), (0, 0), (0, 0, 0, 0), None),
-     ((64, 64), (3, 3), (62, 62), (0, 0), (0, 62, 0, 62), "tile3x3"),
+    [((64, 64), (3, 3), (62, 62), (0, 0), (0, 62, 0, 62), "tile3x3"),
      ((64, 64), (5, 5), (64, 64), (2, 2), (2, 62, 2, 62), "tile5x5"),
      ((64, 64), (3, 4), (66, 67), (2, 3), (2, 64, 3, 64), "rows"),
      ((64, 4), (3, 9), (64, 4), (1, 4), (0, 0, 0, 0), None),
@@ -159,14 +159,14 @@ def test_loops_ask_llvm_for_the_whole_vector_unit(dtype):
 
     from fastcorr._kernels import simd
 
-    fresh = numba.njit(corr._accumulate.py_func)  # compiled here, not loaded from the cache
-    dst, krow, src = np.zeros(1000, dtype), np.ones(3, dtype), np.ones(1002, dtype)
-    fresh(dst, krow, src)
+    fresh = numba.njit(corr._rows_task.py_func)  # compiled here, not loaded from the cache
+    x, k, out = np.ones((4, 1002), dtype), np.ones((3, 3), dtype), np.zeros((2, 1000), dtype)
+    fresh(0, 2, x, k, out, 0, 1000, 0, 0)
     signature = fresh.signatures[0]
     assert f'"prefer-vector-width"="{simd.VECTOR_BITS}"' in fresh.inspect_llvm(signature)
     if simd.VECTOR_BITS == 512:
         assert "zmm" in fresh.inspect_asm(signature)
-    np.testing.assert_array_equal(dst, 3)
+    np.testing.assert_array_equal(out, 9)
 
 
 @pytest.mark.parametrize("itemsize", [4, 8])

@@ -154,10 +154,10 @@ def test_gil_released_during_long_calls():
     x, k = rng.standard_normal((4096, 4096)), rng.standard_normal((9, 9))
     out = np.empty((4088, 4088))
     fastcorr.corr2d(x[:64, :64], k)
-    rows.serial(x[:64], k, np.empty((56, 4088)), 0, 56, 0, 4088, 0, 0)
+    rows.serial(x[:64], k, np.empty((56, 4088)), 0, 56, 0, 4088, 0, 0, 56)
     assert longest_gil_wait(lambda: sum(range(10**7))) > 0.5
     assert longest_gil_wait(lambda: fastcorr.corr2d(x, k)) < 0.5
-    assert longest_gil_wait(lambda: rows.serial(x, k, out, 0, 4088, 0, 4088, 0, 0)) < 0.5
+    assert longest_gil_wait(lambda: rows.serial(x, k, out, 0, 4088, 0, 4088, 0, 0, 4088)) < 0.5
 
 
 @pytest.mark.slow

@@ -23,13 +23,15 @@ compiles only the loops it runs and no loop carries code it does not need:
   once into a scratch row (fill rows add a constant), then each kernel row adds its taps
   along it. Small calls run wholly on it.
 
-Each output row (or pair of rows) is one task; the serial and parallel twins of a loop
-share one compiled body per task. ``k`` must not be empty. A loop reads only kernels of
+A task is a run of output rows (whole row pairs for the 3x3 tile): all of them in the
+serial twin, a share of them per thread in the parallel one, which run the same compiled
+body per task. ``k`` must not be empty. A loop reads only kernels of
 its own size: Numba hoists loop-invariant loads out of a parallel loop, branches or not.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -47,23 +49,49 @@ def correlate(x, k, out, p0, p1, boundary, fill, accumulate=False):
     """``out`` as the module docstring defines it (``accumulate``: ``out +=`` instead), the
     interior, then the border."""
     work = out.size * k.size
-    if accumulate:
-        border.pick(work)(x, k, out, p0, p1, boundary, fill, 0, 0, 0, 0, True)
+    if accumulate or work < _SMALL:
+        border.serial(x, k, out, p0, p1, boundary, fill, 0, 0, 0, 0, accumulate, out.shape[0])
         return
     (r0, r1, c0, c1), interior = plan(x.shape, k.shape, out.shape, p0, p1)
     if interior is not None:
-        interior.pick(work)(x, k, out, r0, r1, c0, c1, -p0, -p1)
+        twin = interior.pick(work)
+        twin(x, k, out, r0, r1, c0, c1, -p0, -p1, _rows_per_task(twin, interior, r1 - r0))
     if (r0, r1, c0, c1) != (0, out.shape[0], 0, out.shape[1]):
-        border.pick(work)(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, False)
+        twin = border.pick(work)
+        twin(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, False, _rows_per_task(twin, border, out.shape[0]))
+
+
+def _rows_per_task(twin, loop, rows):
+    """All rows in one task for a serial twin; else enough tasks to balance the threads (an even
+    number of rows each, so that row pairs stay whole)."""
+    if twin is loop.serial:
+        return max(rows, 1)
+    step = -(-rows // (4 * numba.get_num_threads()))
+    return max(2, step + step % 2)
 
 
 def plan(shape, kernel_shape, out_shape, p0, p1):
     """The interior rectangle ``(r0, r1, c0, c1)`` of the output and the loop that computes it
     (None: the whole output is border)."""
+    key = (shape, kernel_shape, out_shape, p0, p1)
+    try:
+        return _PLANS[key]
+    except KeyError:
+        pass
+    if len(_PLANS) > 1024:
+        _PLANS.clear()
+    _PLANS[key] = result = _plan(shape, kernel_shape, out_shape, p0, p1)
+    return result
+
+
+_PLANS: dict = {}
+
+
+def _plan(shape, kernel_shape, out_shape, p0, p1):
     (h, w), (kh, kw), (oh, ow) = shape, kernel_shape, out_shape
     r0, r1 = _inside(h, kh, oh, p0)
     c0, c1 = _inside(w, kw, ow, p1)
-    if r0 == r1 or c0 == c1 or oh * ow * kh * kw < _SMALL:
+    if r0 == r1 or c0 == c1:
         return (0, 0, 0, 0), None
     if kh == kw == 3:
         return (r0, r1, c0, c1), tile3x3
@@ -82,90 +110,99 @@ def _inside(n, kn, on, p):
 # j in [c0, c1), every index inside x.
 
 @kernel
-def rows(x, k, out, r0, r1, c0, c1, dr, dc):
-    for t in prange(r1 - r0):
-        _rows_task(np.int64(t) + r0, x, k, out, c0, c1, dr, dc)
+def rows(x, k, out, r0, r1, c0, c1, dr, dc, step):
+    for t in prange((r1 - r0 + step - 1) // step):
+        start = r0 + np.int64(t) * step
+        _rows_task(start, min(start + step, r1), x, k, out, c0, c1, dr, dc)
 
 
 @kernel
-def tile3x3(x, k, out, r0, r1, c0, c1, dr, dc):
-    for t in prange((r1 - r0 + 1) // 2):
-        _tile3x3_task(2 * np.int64(t) + r0, x, k, out, r1, c0, c1, dr, dc)
+def tile3x3(x, k, out, r0, r1, c0, c1, dr, dc, step):
+    for t in prange((r1 - r0 + step - 1) // step):
+        start = r0 + np.int64(t) * step
+        _tile3x3_task(start, min(start + step, r1), x, k, out, c0, c1, dr, dc)
 
 
 @kernel
-def tile5x5(x, k, out, r0, r1, c0, c1, dr, dc):
-    for t in prange(r1 - r0):
-        _tile5x5_task(np.int64(t) + r0, x, k, out, c0, c1, dr, dc)
+def tile5x5(x, k, out, r0, r1, c0, c1, dr, dc, step):
+    for t in prange((r1 - r0 + step - 1) // step):
+        start = r0 + np.int64(t) * step
+        _tile5x5_task(start, min(start + step, r1), x, k, out, c0, c1, dr, dc)
 
 
 @shared
-def _rows_task(i, x, k, out, c0, c1, dr, dc):
+def _rows_task(i0, i1, x, k, out, c0, c1, dr, dc):
     full_width()
     kh, kw = k.shape
-    for j0 in range(c0, c1, _BLOCK):
-        j1 = min(j0 + _BLOCK, c1)
-        dst = out[i, j0:j1]
-        _zero(dst)
-        for a in range(kh):
-            s = j0 + dc
-            _accumulate(dst, k[a], x[i + dr + a, s : s + j1 - j0 + kw - 1])
+    for i in range(i0, i1):
+        for j0 in range(c0, c1, _BLOCK):
+            j1 = min(j0 + _BLOCK, c1)
+            dst = out[i, j0:j1]
+            _zero(dst)
+            for a in range(kh):
+                s = j0 + dc
+                _accumulate(dst, k[a], x[i + dr + a, s : s + j1 - j0 + kw - 1])
 
 
 @shared
-def _tile3x3_task(i, x, k, out, r1, c0, c1, dr, dc):
+def _tile3x3_task(i0, i1, x, k, out, c0, c1, dr, dc):
     full_width()
     n = c1 - c0
     s, e = c0 + dc, c1 + dc + 2
-    r = i + dr
-    if i + 1 < r1 and n >= _PAIR_COLUMNS:
-        _tile3x3x2(out[i, c0:c1], out[i + 1, c0:c1], k, x[r, s:e], x[r + 1, s:e], x[r + 2, s:e], x[r + 3, s:e])
-        return
-    for row in range(i, min(i + 2, r1)):
-        r = row + dr
-        _tile3x3(out[row, c0:c1], k, x[r, s:e], x[r + 1, s:e], x[r + 2, s:e])
+    for i in range(i0, i1, 2):
+        r = i + dr
+        if i + 1 < i1 and n >= _PAIR_COLUMNS:
+            _tile3x3x2(out[i, c0:c1], out[i + 1, c0:c1], k, x[r, s:e], x[r + 1, s:e], x[r + 2, s:e], x[r + 3, s:e])
+            continue
+        for row in range(i, min(i + 2, i1)):
+            r = row + dr
+            _tile3x3(out[row, c0:c1], k, x[r, s:e], x[r + 1, s:e], x[r + 2, s:e])
 
 
 @shared
-def _tile5x5_task(i, x, k, out, c0, c1, dr, dc):
+def _tile5x5_task(i0, i1, x, k, out, c0, c1, dr, dc):
     full_width()
     s, e = c0 + dc, c1 + dc + 4
-    r = i + dr
-    _tile5x5(out[i, c0:c1], k, x[r, s:e], x[r + 1, s:e], x[r + 2, s:e], x[r + 3, s:e], x[r + 4, s:e])
+    for i in range(i0, i1):
+        r = i + dr
+        _tile5x5(out[i, c0:c1], k, x[r, s:e], x[r + 1, s:e], x[r + 2, s:e], x[r + 3, s:e], x[r + 4, s:e])
 
 
 # The border: every output outside the interior rectangle [r0, r1) x [c0, c1).
 
 @kernel
-def border(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate):
-    for i in prange(out.shape[0]):
-        _border_task(np.int64(i), x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate)
+def border(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate, step):
+    oh = out.shape[0]
+    for t in prange((oh + step - 1) // step):
+        start = np.int64(t) * step
+        _border_task(start, min(start + step, oh), x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate)
 
 
 @shared
-def _border_task(i, x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate):
+def _border_task(i0, i1, x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate):
     full_width()
     ow = out.shape[1]
-    middle = r0 <= i < r1
-    for j0 in range(0, ow, _BLOCK):
-        j1 = min(j0 + _BLOCK, ow)
-        for part in range(2 if middle else 1):
-            # A middle row has two strips: left of the interior, and right of it.
-            lo = max(j0, c1) if part else j0
-            hi = min(j1, c0) if middle and not part else j1
-            _extended(x, k, out[i, lo:hi], i, lo, p0, p1, boundary, fill, accumulate)
+    ext = np.empty(min(ow, _BLOCK) + k.shape[1] - 1, x.dtype)
+    for i in range(i0, i1):
+        middle = r0 <= i < r1
+        for j0 in range(0, ow, _BLOCK):
+            j1 = min(j0 + _BLOCK, ow)
+            for part in range(2 if middle else 1):
+                # A middle row has two strips: left of the interior, and right of it.
+                lo = max(j0, c1) if part else j0
+                hi = min(j1, c0) if middle and not part else j1
+                _extended(x, k, out[i, lo:hi], ext, i, lo, p0, p1, boundary, fill, accumulate)
 
 
 @helper
-def _extended(x, k, dst, i, j0, p0, p1, boundary, fill, accumulate):
+def _extended(x, k, dst, ext, i, j0, p0, p1, boundary, fill, accumulate):
     """``dst`` (``+=`` when ``accumulate``), output row ``i`` from column ``j0`` on: each source
-    row extended into a scratch row once, then one pass per tap along it."""
+    row extended into the scratch row ``ext`` once, then one pass per tap along it."""
     n = dst.shape[0]
     if n == 0:
         return
     h, w = x.shape
     kh, kw = k.shape
-    ext = np.empty(n + kw - 1, x.dtype)
     if not accumulate:
         _zero(dst)
     for a in range(kh):
@@ -189,12 +226,11 @@ def _extended(x, k, dst, i, j0, p0, p1, boundary, fill, accumulate):
                 dst[j] += tap * src[j]
 
 
-# Row helpers.
+# Row helpers, inlined into the bodies that call them.
 
-@shared
+@helper
 def _accumulate(dst, krow, src):
     """``dst[j] += sum_b krow[b] * src[j + b]``: a 1-D 'valid' correlation added into ``dst``."""
-    full_width()
     n, kw = dst.shape[0], krow.shape[0]
     if n < kw:
         # Few outputs for a wide kernel: one dot product each.
@@ -221,10 +257,9 @@ def _accumulate(dst, krow, src):
             dst[j] += tap * s[j]
 
 
-@shared
+@helper
 def _tile3x3(dst, k, s0, s1, s2):
     """``dst[j] = sum over a, b < 3 of k[a, b] * s_a[j + b]``, all nine taps in registers."""
-    full_width()
     a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
     b0, b1, b2 = k[1, 0], k[1, 1], k[1, 2]
     c0, c1, c2 = k[2, 0], k[2, 1], k[2, 2]
@@ -234,10 +269,9 @@ def _tile3x3(dst, k, s0, s1, s2):
                   + (c0 * s2[j] + c1 * s2[j + 1] + c2 * s2[j + 2]))
 
 
-@shared
+@helper
 def _tile3x3x2(d0, d1, k, s0, s1, s2, s3):
     """:func:`_tile3x3` for two neighbouring rows at once: ``d0`` from ``s0..s2``, ``d1`` from ``s1..s3``."""
-    full_width()
     a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
     b0, b1, b2 = k[1, 0], k[1, 1], k[1, 2]
     c0, c1, c2 = k[2, 0], k[2, 1], k[2, 2]
@@ -252,10 +286,9 @@ def _tile3x3x2(d0, d1, k, s0, s1, s2, s3):
                  + (c0 * s3[j] + c1 * s3[j + 1] + c2 * s3[j + 2]))
 
 
-@shared
+@helper
 def _tile5x5(dst, k, s0, s1, s2, s3, s4):
     """``dst[j] = sum over a, b < 5 of k[a, b] * s_a[j + b]``, in that order, in one pass."""
-    full_width()
     a0, a1, a2, a3, a4 = k[0, 0], k[0, 1], k[0, 2], k[0, 3], k[0, 4]
     b0, b1, b2, b3, b4 = k[1, 0], k[1, 1], k[1, 2], k[1, 3], k[1, 4]
     c0, c1, c2, c3, c4 = k[2, 0], k[2, 1], k[2, 2], k[2, 3], k[2, 4]
