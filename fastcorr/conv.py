@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -363,11 +362,7 @@ def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry) -> NDArra
                 correlate(x[n, o // og * cg + cc], dy[n, o], dw[o, cc], geo.pt, geo.pl, FILL, zero, True)
         return dw
     if geo.sh == geo.sw == 1 and all_finite(x):
-        wp, size = _conv.flat_geometry(x.shape, dw.shape, dy.shape, geo.dh, geo.dw, geo.pl)
-        xp = np.empty((x.shape[0], x.shape[1], size), x.dtype)
-        _conv.pad_planes.pick(x.size)(x, xp, geo.pt, geo.pl, wp)
-        per = _conv.channel_share(dw.shape, geo.groups, numba.config.NUMBA_NUM_THREADS)
-        _conv.weight_grad_flat.pick(work)(xp, dy, dw, geo.dh, geo.dw, geo.groups, wp, per)
+        _conv.weight_grad_dots(x, dy, dw, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups, work)
     else:
         _conv.weight_grad.pick(work)(x, dy, dw, *geo.kernel_args())
     return dw

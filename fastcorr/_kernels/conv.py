@@ -20,7 +20,7 @@ from numba import prange
 
 from fastcorr._kernels import helper, kernel, shared, simd
 from fastcorr._kernels.corr import _accumulate, _dot
-from fastcorr._kernels.simd import full_width, tile
+from fastcorr._kernels.simd import dots, full_width, tile
 
 
 @helper
@@ -350,106 +350,74 @@ def _taps4(a0, a1, a2, a3, wrow, xc, base, dw, m):
             a3[t] += q0 * e0
 
 
-def channel_share(weight_shape, groups, threads):
-    """Input channels per :func:`weight_grad_flat` task: enough tasks to keep every thread busy."""
-    o_count, cg = weight_shape[0], weight_shape[1]
-    blocks = (o_count // groups + _OB - 1) // _OB
-    wanted = min(cg, max(1, 4 * threads // (groups * blocks)))
-    return (cg + wanted - 1) // wanted
+#: Positions per run of :func:`_weight_grad_flat_task`: a multiple of every vector's lanes.
+_DOT_RUN = 512
 
 
-@kernel(reassociate=True)
-def weight_grad_flat(xp, dy, dwt, dh, dw, groups, wp, per):
-    """``xp``: the input's planes padded by :func:`pad_planes` at pitch ``wp``; they must be
-    finite: the dropped columns pair them with zeros, and ``0 * inf`` is NaN. A task is a
-    block of output channels and ``per`` of the input channels (enough tasks to keep every
-    thread busy); it pads its four planes of dY once per image."""
-    blocks = (dwt.shape[0] // groups + _OB - 1) // _OB
+def weight_grad_dots(x, dy, dwt, dh, dw, pt, pl, groups, work):
+    """Run :func:`weight_grad_flat`: pad the input planes (they must be finite: the dropped
+    columns pair them with zeros, and ``0 * inf`` is NaN), lay out the taps, and share the input
+    channels out so that every thread is busy (``work`` multiply-adds pick the twin)."""
+    (n_batch, c_count, _, width), (o_count, cg, kh, kw), oh = x.shape, dwt.shape, dy.shape[2]
+    rows, taps = simd.DOT_ROWS, simd.DOT_TAPS
+    wp, size = flat_geometry(x.shape, dwt.shape, dy.shape, dh, dw, pl)
+    count = simd.lanes(x.dtype.itemsize)
+    length = -(-oh * wp // count) * count
+    a, b = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    offsets = (a * dh * wp + b * dw).ravel().astype(np.int64)
+    padded = -(-offsets.size // taps) * taps
+    offsets = np.concatenate([offsets, np.full(padded - offsets.size, offsets[-1])])
+    xp = np.empty((n_batch, c_count, max(size, int(offsets[-1]) + length)), x.dtype)
+    pad_planes.pick(x.size)(x, xp, pt, pl, wp)
+    blocks = -(-(o_count // groups) // rows)
+    wanted = min(cg, max(1, 4 * numba.get_num_threads() // (groups * blocks)))
+    weight_grad_flat.pick(work)(xp, dy, dwt, groups, wp, -(-cg // wanted), offsets, length)
+
+
+@kernel
+def weight_grad_flat(xp, dy, dwt, groups, wp, per, offsets, length):
+    """A task is a block of ``DOT_ROWS`` output channels and ``per`` of the input channels; it
+    lays its rows of dY out at the planes' pitch once per image."""
+    blocks = (dwt.shape[0] // groups + simd.DOT_ROWS - 1) // simd.DOT_ROWS
     parts = (dwt.shape[1] + per - 1) // per
     for task in prange(groups * blocks * parts):
-        _weight_grad_flat_task(np.int64(task), xp, dy, dwt, dh, dw, groups, wp, per)
+        _weight_grad_flat_task(np.int64(task), xp, dy, dwt, groups, wp, per, offsets, length)
 
 
-@shared(reassociate=True)
-def _weight_grad_flat_task(task, xp, dy, dwt, dh, dw, groups, wp, per):
+@shared
+def _weight_grad_flat_task(task, xp, dy, dwt, groups, wp, per, offsets, length):
     full_width()
+    rows, taps = simd.DOT_ROWS, simd.DOT_TAPS
     n_batch = xp.shape[0]
     o_count, cg, kh, kw = dwt.shape
-    oh = dy.shape[2]
     og = o_count // groups
-    blocks = (og + _OB - 1) // _OB
+    blocks = (og + rows - 1) // rows
     parts = (cg + per - 1) // per
-    m = oh * wp
+    padded = offsets.shape[0]
     block, part = task // parts, task % parts
     g = block // blocks
-    o0 = g * og + (block % blocks) * _OB
-    nq = min(_OB, (g + 1) * og - o0)
+    o0 = g * og + (block % blocks) * rows
+    nq = min(rows, (g + 1) * og - o0)
     c0, c1 = part * per, min(cg, (part + 1) * per)
-    lanes = np.zeros((_OB, m), dy.dtype)
-    sums = np.zeros((c1 - c0, _OB, kh, kw), dwt.dtype)
+    lanes = np.zeros(rows * length, dy.dtype)
+    sums = np.zeros((c1 - c0) * rows * padded, dwt.dtype)
     for n in range(n_batch):
         for q in range(nq):
-            _padded(dy[n, o0 + q], lanes[q], 0, 0, wp)
-        for cc in range(c0, c1):
-            for a in range(kh):
-                _dots4(sums[cc - c0, :, a], lanes, xp[n, g * cg + cc], a * dh * wp, dw, m)
+            _padded(dy[n, o0 + q], lanes[q * length : (q + 1) * length], 0, 0, wp)
+        # Runs of positions short enough that the rows of dY stay in L1 across channels and taps.
+        for t0 in range(0, length, _DOT_RUN):
+            run = min(_DOT_RUN, length - t0)
+            for cc in range(c0, c1):
+                plane = xp[n, g * cg + cc]
+                for k0 in range(0, padded, taps):
+                    dots(sums, (cc - c0) * rows * padded + k0, padded, lanes, t0, length, plane, t0,
+                         offsets[k0 : k0 + taps], run)
     for cc in range(c0, c1):
         for q in range(nq):
-            _copy(dwt[o0 + q, cc], sums[cc - c0, q])
-
-
-@helper
-def _dots4(sums, dyp, xp, base, dw, m):
-    """``sums[q, b] += sum_t dyp[q, t] * xp[base + b * dw + t]``, three taps at a time."""
-    kw = sums.shape[1]
-    k3 = kw - kw % 3
-    d0, d1, d2, d3 = dyp[0], dyp[1], dyp[2], dyp[3]
-    zero = sums.dtype.type(0)
-    for b in range(0, k3, 3):
-        u = xp[base + b * dw : base + b * dw + m]
-        v = xp[base + (b + 1) * dw : base + (b + 1) * dw + m]
-        z = xp[base + (b + 2) * dw : base + (b + 2) * dw + m]
-        s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = s30 = s31 = s32 = zero
-        for t in range(m):
-            e0, e1, e2 = u[t], v[t], z[t]
-            f0, f1, f2, f3 = d0[t], d1[t], d2[t], d3[t]
-            s00 += f0 * e0
-            s01 += f0 * e1
-            s02 += f0 * e2
-            s10 += f1 * e0
-            s11 += f1 * e1
-            s12 += f1 * e2
-            s20 += f2 * e0
-            s21 += f2 * e1
-            s22 += f2 * e2
-            s30 += f3 * e0
-            s31 += f3 * e1
-            s32 += f3 * e2
-        sums[0, b] += s00
-        sums[0, b + 1] += s01
-        sums[0, b + 2] += s02
-        sums[1, b] += s10
-        sums[1, b + 1] += s11
-        sums[1, b + 2] += s12
-        sums[2, b] += s20
-        sums[2, b + 1] += s21
-        sums[2, b + 2] += s22
-        sums[3, b] += s30
-        sums[3, b + 1] += s31
-        sums[3, b + 2] += s32
-    for b in range(k3, kw):
-        u = xp[base + b * dw : base + b * dw + m]
-        s0 = s1 = s2 = s3 = zero
-        for t in range(m):
-            e = u[t]
-            s0 += d0[t] * e
-            s1 += d1[t] * e
-            s2 += d2[t] * e
-            s3 += d3[t] * e
-        sums[0, b] += s0
-        sums[1, b] += s1
-        sums[2, b] += s2
-        sums[3, b] += s3
+            target = dwt[o0 + q, cc].ravel()
+            first = ((cc - c0) * rows + q) * padded
+            for k in range(kh * kw):
+                target[k] = sums[first + k]
 
 
 # Stride 1 on the register tile (:func:`fastcorr._kernels.simd.tile`), for groups with at
