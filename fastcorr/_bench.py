@@ -400,7 +400,7 @@ def plot(cases: list[Case], path: str, about: str | None = None):
 
 
 def run(quick: bool = False, rounds: int = 9, plot_path: str | None = None, echo=print) -> list[Case]:
-    echo(f"fastcorr bench: {machine()}; threading layer {numba.config.THREADING_LAYER}")
+    echo(f"fastcorr bench: {machine()}")
     cv2, torch = _optional("cv2"), _optional("torch")
     if cv2 is not None:
         cv2.setNumThreads(numba.config.NUMBA_NUM_THREADS)
@@ -415,6 +415,10 @@ def run(quick: bool = False, rounds: int = 9, plot_path: str | None = None, echo
             cases += [measure(case, rounds) for case in batched_cases(dtype)]
         cases += [measure(case, rounds) for case in training_step_case()]
     echo(table(cases))
+    try:
+        echo(f"threading layer: {numba.threading_layer()}")
+    except ValueError:  # no parallel kernel ran
+        pass
     # Last: BLAS threads keep spinning for a while after a product and would slow what follows.
     gemm = gemm_rate()
     echo(f"GEMM reference: {gemm:.0f} GFLOP/s (2048x2048 float32 a @ a)")
