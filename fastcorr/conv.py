@@ -9,8 +9,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from fastcorr import _validate
 from fastcorr._kernels import conv as _conv
+from fastcorr._kernels import corr as _corr
 from fastcorr._kernels import simd
-from fastcorr._kernels.corr import FILL, correlate
 from fastcorr._kernels.scan import all_finite
 
 
@@ -176,26 +176,48 @@ def conv2d(
     return _forward(_validate.contiguous(x, dtype), _validate.contiguous(weight, dtype), b, out, geo)
 
 
-def _tiny(geo: _Geometry, work: int, planes: int) -> bool:
-    """Few multiply-adds over few planes, stride and dilation 1: the planes run one by one on the
-    correlation loop that small corr2d calls compile anyway (one compiled loop for everything)."""
-    return work < _TINY_WORK and planes <= _TINY_PLANES and geo.sh == geo.sw == geo.dh == geo.dw == 1
+def _tiny(geo: _Geometry, work: int) -> bool:
+    """Few multiply-adds, stride and dilation 1: the planes run on the correlation loop that small
+    corr2d calls compile anyway (one compiled loop for everything small)."""
+    return work < _TINY_WORK and geo.sh == geo.sw == geo.dh == geo.dw == 1
 
 
 _TINY_WORK = 1 << 15
-_TINY_PLANES = 64
+
+
+def _planes(x, k, out, planes, p0, p1):
+    """``out[e, f] +=`` the zero-padded correlation of ``x[a, b]`` with ``k[c, d]``, each row of ``planes``."""
+    _corr.correlate_planes(x, k, out, planes, p0, p1, _corr.FILL, _validate.ZEROS[out.dtype], 0)
+
+
+def _products(n_batch, c_count, o_count, groups, role):
+    """Every product of a small pass as the (input, kernel, output) planes it takes: ``role``
+    'forward' (x, weight, out), 'input' (dY, flipped weight, dX) or 'weight' (x, dY, dW)."""
+    key = (n_batch, c_count, o_count, groups, role)
+    planes = _PRODUCTS.get(key)
+    if planes is None:
+        cg, og = c_count // groups, o_count // groups
+        n, o, c = (a.ravel() for a in np.meshgrid(np.arange(n_batch), np.arange(o_count), np.arange(cg), indexing="ij"))
+        channel = o // og * cg + c  # the input channel that output channel o meets
+        columns = {"forward": (n, channel, o, c, n, o), "input": (n, o, o, c, n, channel),
+                   "weight": (n, channel, n, o, o, c)}[role]
+        planes = np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.int64)
+        if len(_PRODUCTS) > 256:
+            _PRODUCTS.clear()
+        _PRODUCTS[key] = planes
+    return planes
+
+
+_PRODUCTS: dict = {}
 
 
 def _forward(x: NDArray, weight: NDArray, bias: NDArray, out: NDArray, geo: _Geometry) -> NDArray:
     """conv2d on validated, C-contiguous arrays of one dtype, into ``out``."""
     work = out.size * weight[0].size
-    n_batch, o_count, cg = out.shape[0], weight.shape[0], weight.shape[1]
-    if _tiny(geo, work, n_batch * o_count * cg):
-        og, zero = o_count // geo.groups, _validate.ZEROS[out.dtype]
-        for n, o in np.ndindex(n_batch, o_count):
-            out[n, o] = bias[o]
-            for c in range(cg):
-                correlate(x[n, o // og * cg + c], weight[o, c], out[n, o], geo.pt, geo.pl, FILL, zero, True)
+    if _tiny(geo, work):
+        out[...] = bias[:, None, None]
+        products = _products(x.shape[0], x.shape[1], weight.shape[0], geo.groups, "forward")
+        _planes(x, weight, out, products, geo.pt, geo.pl)
         return out
     if geo.sh == geo.sw == 1:
         _forward_flat(x, weight, bias, out, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups, work)
@@ -274,15 +296,11 @@ def _input_grad(dy: NDArray, weight: NDArray, dx: NDArray, geo: _Geometry) -> ND
     o, cg, kh, kw = weight.shape
     top, left = geo.dh * (kh - 1) - geo.pt, geo.dw * (kw - 1) - geo.pl
     flat = geo.sh == geo.sw == 1 and top >= 0 and left >= 0 and all_finite(weight)
-    if flat and _tiny(geo, work, dy.shape[0] * o * cg):
-        # The 'full' correlation of dY with the flipped kernel, plane by plane.
-        og, zero = o // geo.groups, _validate.ZEROS[dx.dtype]
-        flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1])
+    if flat and _tiny(geo, work):
+        # The 'full' correlation of dY with the flipped kernel.
         dx[...] = 0
-        for n, c in np.ndindex(dx.shape[0], dx.shape[1]):
-            g, cc = divmod(c, cg)
-            for q in range(g * og, (g + 1) * og):
-                correlate(dy[n, q], flipped[q, cc], dx[n, c], top, left, FILL, zero, True)
+        _planes(dy, np.ascontiguousarray(weight[:, :, ::-1, ::-1]), dx,
+                _products(dx.shape[0], dx.shape[1], o, geo.groups, "input"), top, left)
         return dx
     if flat:
         # Stride 1: the input gradient is the forward convolution of dY, padded by
@@ -352,14 +370,11 @@ def conv2d_weight_grad(
 def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry) -> NDArray:
     """conv2d_weight_grad on validated, C-contiguous arrays of one dtype, into ``dw``."""
     work = dy.size * dw[0].size
-    o_count, cg = dw.shape[0], dw.shape[1]
-    if _tiny(geo, work, x.shape[0] * o_count * cg):
-        # The 'valid' correlation of the padded input with dY, plane by plane, summed over the batch.
-        og, zero = o_count // geo.groups, _validate.ZEROS[dw.dtype]
+    if _tiny(geo, work):
+        # The correlation of the padded input with dY, summed over the batch.
         dw[...] = 0
-        for o, cc in np.ndindex(o_count, cg):
-            for n in range(x.shape[0]):
-                correlate(x[n, o // og * cg + cc], dy[n, o], dw[o, cc], geo.pt, geo.pl, FILL, zero, True)
+        products = _products(x.shape[0], x.shape[1], dw.shape[0], geo.groups, "weight")
+        _planes(x, dy, dw, products, geo.pt, geo.pl)
         return dw
     if geo.sh == geo.sw == 1 and all_finite(x):
         _conv.weight_grad_dots(x, dy, dw, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups, work)

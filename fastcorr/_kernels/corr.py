@@ -179,6 +179,17 @@ def border(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate, step):
 
 
 @shared
+def correlate_planes(x, k, out, planes, p0, p1, boundary, fill, none):
+    """For each row ``(a, b, c, d, e, f)`` of ``planes`` in turn, ``out[e, f] +=`` the correlation of
+    ``x[a, b]`` with ``k[c, d]`` as :func:`correlate` defines it: many small planes of NCHW arrays
+    in one call. ``none`` is 0 (a variable: a constant would compile a second copy of the body)."""
+    for t in range(planes.shape[0]):
+        o = out[planes[t, 4], planes[t, 5]]
+        _border_task(none, o.shape[0], x[planes[t, 0], planes[t, 1]], k[planes[t, 2], planes[t, 3]], o, p0, p1,
+                     boundary, fill, none, none, none, none, True)
+
+
+@shared
 def _border_task(i0, i1, x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate):
     full_width()
     ow = out.shape[1]
