@@ -5,8 +5,6 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from fastcorr import _kernels
-
 sys.path.insert(0, os.path.dirname(__file__))
 
 settings.register_profile("fastcorr", deadline=None, max_examples=60, derandomize=True)
@@ -19,10 +17,12 @@ def rng():
 
 
 @pytest.fixture(params=["serial", "parallel"])
-def twin(request, monkeypatch):
+def twin(request):
     """Run every kernel of the test as its serial twin, then as its parallel twin, whatever the size."""
-    monkeypatch.setattr(_kernels, "SERIAL_WORK", 2**62 if request.param == "serial" else 0)
-    return request.param
+    from twins import run_as
+
+    with run_as(request.param):
+        yield request.param
 
 
 @pytest.fixture(scope="module")

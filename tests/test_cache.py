@@ -22,7 +22,7 @@ with warnings.catch_warnings(record=True) as caught:
     import fastcorr as fc
     from fastcorr._kernels import corr
     y = fc.corr2d(np.arange(48.0, dtype=np.float32).reshape(6, 8), np.array([[1.0, -1.0]], np.float32))
-stats = corr.border.serial.stats
+stats = corr.correlate_planes.stats
 print(json.dumps({"right": bool((y == -1).all()), "hits": sum(stats.cache_hits.values()),
                   "misses": sum(stats.cache_misses.values()),
                   "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}))
@@ -64,8 +64,8 @@ def test_no_writable_cache_directory_compiles_in_memory_with_one_warning():
 def test_a_damaged_cache_file_is_recompiled_and_overwritten(tmp_path, damage):
     first = report(CALL, tmp_path)
     assert first == {"right": True, "hits": 0, "misses": 1, "warnings": []}
-    index = next(tmp_path.rglob("corr.border_serial-*.nbi"))
-    data = next(tmp_path.rglob("corr.border_serial-*.nbc"))
+    index = next(tmp_path.rglob("corr.correlate_planes-*.nbi"))
+    data = next(tmp_path.rglob("corr.correlate_planes-*.nbc"))
     if damage == "garbage index":
         index.write_bytes(b"not a pickle at all" * 10)
     elif damage == "empty index":
@@ -95,3 +95,18 @@ def test_an_interactive_user_is_told_once_that_compiling_starts(tmp_path, intera
                      if told else [])
     again = run(code, tmp_path, *(["-i"] if interactive else []))
     assert "fastcorr: compiling" not in again.stderr  # cached: nothing to announce
+
+
+@pytest.mark.slow
+def test_an_edit_to_any_kernel_module_makes_every_cached_kernel_stale(tmp_path):
+    """A kernel's compiled code holds the helpers and intrinsics it calls from other modules."""
+    import shutil
+
+    shutil.copytree(ROOT / "fastcorr", tmp_path / "copy" / "fastcorr", ignore=shutil.ignore_patterns("__pycache__"))
+    code = CALL.replace("import fastcorr as fc", "import sys; sys.path.insert(0, {!r}); import fastcorr as fc".format(
+        str(tmp_path / "copy")))
+    assert report(code, tmp_path / "cache")["misses"] == 1
+    assert report(code, tmp_path / "cache")["hits"] == 1
+    with open(tmp_path / "copy" / "fastcorr" / "_kernels" / "simd.py", "a") as f:
+        f.write("\n# edited\n")
+    assert report(code, tmp_path / "cache")["misses"] == 1

@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 import fastcorr as fc
 import naive
-from fastcorr import _kernels, conv
+from fastcorr import conv
 from layouts import layouts
 from test_conv import conv_problems, operands, torch_reference
 from test_signal import assert_same_nonfinite, fft_bound
+from twins import run_as
 
 DTYPES = [np.int8, np.uint8, np.int16, np.int32, np.uint32, np.int64, np.uint64,
           np.float32, np.float64, np.complex64, np.complex128]
@@ -28,17 +29,6 @@ DTYPES = [np.int8, np.uint8, np.int16, np.int32, np.uint32, np.int64, np.uint64,
 PARALLEL_DTYPES = [np.int32, np.float32, np.float64, np.complex128]
 LAYOUTS = [name for name, _ in layouts(np.zeros((2, 2)))]
 SPECIALS = [np.nan, np.inf, -np.inf]
-
-
-@contextlib.contextmanager
-def twin(name: str):
-    """Every kernel picks its ``name`` twin, whatever the size of the work."""
-    saved = _kernels.SERIAL_WORK
-    _kernels.SERIAL_WORK = 2**62 if name == "serial" else 0
-    try:
-        yield
-    finally:
-        _kernels.SERIAL_WORK = saved
 
 
 @contextlib.contextmanager
@@ -134,7 +124,7 @@ def test_correlate2d_and_convolve2d_against_scipy(call):
         expected = None
     method = call["method"]
     a, b = laid_out(in1, call["layout1"]), laid_out(in2, call["layout2"])
-    with twin(call["twin"]):
+    with run_as(call["twin"]):
         if expected is None:
             with pytest.raises(ValueError):
                 getattr(fc, name)(a, b, *args, method=method)
@@ -170,7 +160,7 @@ def test_conv2d_and_grads_against_torch(torch, problem, dtype, bias, spoiled, pa
     b = b if bias else None
     expected = torch_reference(torch, x, w, b, dy, kwargs)
     x4 = x if layout == "C" else laid_out(x.reshape(x.shape[0] * x.shape[1], -1), layout).reshape(x.shape)
-    with twin("parallel" if parallel else "serial"), tiny_calls(not blocked):
+    with run_as("parallel" if parallel else "serial"), tiny_calls(not blocked):
         got = [
             fc.conv2d(x4, w, b, **kwargs),
             fc.conv2d_input_grad(x.shape, w, dy, **kwargs),

@@ -1,4 +1,3 @@
-import contextlib
 import itertools
 
 import numpy as np
@@ -7,6 +6,7 @@ import pytest
 import naive
 from fastcorr import _kernels
 from fastcorr._kernels import conv, corr
+from twins import run_as
 
 BOUNDARIES = [corr.FILL, corr.WRAP, corr.SYMM]
 
@@ -105,17 +105,6 @@ def conv_operands(dtype, n, c, h, w, o, kh, kw, geometry, seed=3):
     return x, weight, rng.standard_normal(o).astype(dtype), dy
 
 
-@contextlib.contextmanager
-def tiled_twin(name):
-    """The twin that a loop's Python runner picks, whatever the work."""
-    saved = _kernels.SERIAL_WORK
-    _kernels.SERIAL_WORK = 2**62 if name == "serial" else 0
-    try:
-        yield
-    finally:
-        _kernels.SERIAL_WORK = saved
-
-
 def twins_agree(kernel, make_out, args):
     results = []
     for twin in (kernel.serial, kernel.parallel):
@@ -141,7 +130,7 @@ def test_conv_twins_agree_bit_for_bit(case, dtype):
             results = []
             for twin in ("serial", "parallel"):
                 results.append(new(shape)())
-                with tiled_twin(twin):
+                with run_as(twin):
                     run(results[-1])
             np.testing.assert_array_equal(results[0], results[1])
         wp, size = conv.flat_geometry(x.shape, weight.shape, dy.shape, dh, dw, pl)

@@ -11,6 +11,8 @@ raises, and a damaged object file inside a well-formed pickle can crash the proc
   get a cache;
 * each entry carries a SHA-256 of its payload, checked before Numba loads the object code;
   a damaged index or entry is recompiled and overwritten, with one warning;
+* an index is valid for the sources of every kernel module, not only its own (compiled code
+  holds the helpers and intrinsics it calls from the others);
 * a failed write (disk full, permissions changed) keeps the kernel in memory, with one
   warning, instead of failing the call after a successful compile;
 * in an interactive session, the first compile for each dtype prints one line on stderr
@@ -114,13 +116,32 @@ class _IndexFile(caching.IndexDataCacheFile):
             return None  # recompiled; the save overwrites the same data file
 
 
+def _kernel_sources() -> str:
+    """A digest of every module in this folder: a kernel's compiled code holds the helpers and
+    intrinsics it calls from the others, so an edit to any of them makes every entry stale."""
+    global _SOURCES
+    if _SOURCES is None:
+        digest = hashlib.sha256()
+        folder = os.path.dirname(os.path.abspath(__file__))
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(name.encode() + b"\0" + f.read())
+        _SOURCES = digest.hexdigest()
+    return _SOURCES
+
+
+_SOURCES: str | None = None
+
+
 class _RobustCache(caching.FunctionCache):
     _impl_class = _Impl
 
     def __init__(self, py_func):
         super().__init__(py_func)
+        stamp = (self._impl.locator.get_source_stamp(), _kernel_sources())
         self._cache_file = _IndexFile(cache_path=self._cache_path, filename_base=self._impl.filename_base,
-                                      source_stamp=self._impl.locator.get_source_stamp())
+                                      source_stamp=stamp)
 
     def _load_overload(self, sig, target_context):
         try:

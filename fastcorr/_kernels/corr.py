@@ -21,7 +21,8 @@ compiles only the loops it runs and no loop carries code it does not need:
   vectorises them.
 - The border runs on :func:`border`: per output row, each source row it needs is extended
   once into a scratch row (fill rows add a constant), then each kernel row adds its taps
-  along it. Small calls run wholly on it.
+  along it. Small calls (and small convolutions, plane by plane) run wholly on its body,
+  through :func:`correlate_planes`.
 
 A task is a run of output rows (whole row pairs for the 3x3 tile): all of them in the
 serial twin, a share of them per thread in the parallel one, which run the same compiled
@@ -50,7 +51,8 @@ def correlate(x, k, out, p0, p1, boundary, fill, accumulate=False):
     interior, then the border."""
     work = out.size * k.size
     if accumulate or work < _SMALL:
-        border.serial(x, k, out, p0, p1, boundary, fill, 0, 0, 0, 0, accumulate, out.shape[0])
+        correlate_planes(x[None, None], k[None, None], out[None, None], _ONE_PRODUCT, p0, p1, boundary, fill, 0,
+                         accumulate)
         return
     (r0, r1, c0, c1), interior = plan(x.shape, k.shape, out.shape, p0, p1)
     if interior is not None:
@@ -59,6 +61,10 @@ def correlate(x, k, out, p0, p1, boundary, fill, accumulate=False):
     if (r0, r1, c0, c1) != (0, out.shape[0], 0, out.shape[1]):
         twin = border.pick(work)
         twin(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, False, _rows_per_task(twin, border, out.shape[0]))
+
+
+#: The one product of a single plane, for :func:`correlate_planes`.
+_ONE_PRODUCT = np.zeros((1, 6), np.int64)
 
 
 def _rows_per_task(twin, loop, rows):
@@ -179,14 +185,15 @@ def border(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate, step):
 
 
 @shared
-def correlate_planes(x, k, out, planes, p0, p1, boundary, fill, none):
-    """For each row ``(a, b, c, d, e, f)`` of ``planes`` in turn, ``out[e, f] +=`` the correlation of
-    ``x[a, b]`` with ``k[c, d]`` as :func:`correlate` defines it: many small planes of NCHW arrays
-    in one call. ``none`` is 0 (a variable: a constant would compile a second copy of the body)."""
+def correlate_planes(x, k, out, planes, p0, p1, boundary, fill, none, accumulate):
+    """For each row ``(a, b, c, d, e, f)`` of ``planes`` in turn, ``out[e, f]`` (``+=`` when
+    ``accumulate``) is the correlation of ``x[a, b]`` with ``k[c, d]`` as :func:`correlate` defines
+    it: small calls, and many small planes of NCHW arrays in one call, all on one compiled loop.
+    ``none`` is 0 (a variable: a constant would compile a second copy of the body)."""
     for t in range(planes.shape[0]):
         o = out[planes[t, 4], planes[t, 5]]
         _border_task(none, o.shape[0], x[planes[t, 0], planes[t, 1]], k[planes[t, 2], planes[t, 3]], o, p0, p1,
-                     boundary, fill, none, none, none, none, True)
+                     boundary, fill, none, none, none, none, accumulate)
 
 
 @shared

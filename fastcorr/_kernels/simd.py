@@ -75,6 +75,23 @@ def _splat(builder, scalar, vector_type):
                                                                 [0] * vector_type.count))
 
 
+def _vectors(context, builder, dtype, count):
+    """The vector type of ``count`` elements of ``dtype``, its ``llvm.fma``, and unaligned vector
+    load and store at an element pointer."""
+    vector = ir.VectorType(context.get_value_type(dtype), count)
+    align = dtype.bitwidth // 8
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.v{count}f{dtype.bitwidth}")
+
+    def load(pointer):
+        return builder.load(builder.bitcast(pointer, vector.as_pointer()), align=align)
+
+    def store(value, pointer):
+        builder.store(value, builder.bitcast(pointer, vector.as_pointer()), align=align)
+
+    return vector, fma, load, store
+
+
 def _check(array, name, dtype=None):
     if not (isinstance(array, types.Array) and array.layout == "C" and array.ndim == 1):
         raise TypingError(f"tile: {name} must be a 1-D C-contiguous array, got {array}")
@@ -108,17 +125,7 @@ def tile(typingctx, c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows
     def codegen(context, builder, sig, args):
         t = sig.args
         i64 = ir.IntType(64)
-        element = context.get_value_type(dtype)
-        vector = ir.VectorType(element, count)
-        align = dtype.bitwidth // 8
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.v{count}f{dtype.bitwidth}")
-
-        def load(pointer):
-            return builder.load(builder.bitcast(pointer, vector.as_pointer()), align=align)
-
-        def store(value, pointer):
-            builder.store(value, builder.bitcast(pointer, vector.as_pointer()), align=align)
+        vector, fma, load, store = _vectors(context, builder, dtype, count)
 
         def intp(i):
             return context.cast(builder, args[i], t[i], types.intp)
@@ -134,7 +141,7 @@ def tile(typingctx, c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows
             return builder.gep(builder.gep(c_base, [builder.mul(ldc_, ir.Constant(i64, i))]),
                                [ir.Constant(i64, v * count)])
 
-        zero = ir.Constant(vector, [ir.Constant(element, 0.0)] * count)
+        zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * count)
         function = builder.function
         entry = builder.block
         load_block = function.append_basic_block("tile.load")
@@ -240,17 +247,10 @@ def dots(typingctx, sums, s_base, lds, a, a_base, lda, b, b_base, b_offsets, len
     def codegen(context, builder, sig, args):
         t = sig.args
         i64 = ir.IntType(64)
-        element = context.get_value_type(dtype)
-        vector = ir.VectorType(element, count)
-        align = dtype.bitwidth // 8
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.v{count}f{dtype.bitwidth}")
+        vector, fma, load, _ = _vectors(context, builder, dtype, count)
 
         def intp(i):
             return context.cast(builder, args[i], t[i], types.intp)
-
-        def load(pointer):
-            return builder.load(builder.bitcast(pointer, vector.as_pointer()), align=align)
 
         s_data = _pointer(context, builder, t[0], args[0], args[1], t[1])
         a_data = _pointer(context, builder, t[3], args[3], args[4], t[4])
@@ -260,7 +260,7 @@ def dots(typingctx, sums, s_base, lds, a, a_base, lda, b, b_base, b_offsets, len
         a_rows = [builder.gep(a_data, [builder.mul(lda_, ir.Constant(i64, q))]) for q in range(rows)]
         b_taps = [builder.gep(b_data, [builder.load(builder.gep(offsets, [ir.Constant(i64, p)]))]) for p in range(taps)]
 
-        zero = ir.Constant(vector, [ir.Constant(element, 0.0)] * count)
+        zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * count)
         function = builder.function
         entry = builder.block
         loop_block = function.append_basic_block("dots.loop")
