@@ -19,6 +19,7 @@ def run(code, **env):
 
 LAZY = """
 import json, sys
+import numba  # what numba itself imports is not fastcorr's doing
 before = set(sys.modules)
 import fastcorr
 from numba.core.registry import CPUDispatcher
