@@ -110,3 +110,39 @@ def test_an_edit_to_any_kernel_module_makes_every_cached_kernel_stale(tmp_path):
     with open(tmp_path / "copy" / "fastcorr" / "_kernels" / "simd.py", "a") as f:
         f.write("\n# edited\n")
     assert report(code, tmp_path / "cache")["misses"] == 1
+
+
+@pytest.mark.slow
+def test_a_cached_loop_loads_the_bodies_it_calls_first(tmp_path):
+    """correlate_planes calls _border_task by symbol: its cached code needs that body loaded,
+    also when the body's own entry is gone and the body compiles anew."""
+    assert report(CALL, tmp_path)["misses"] == 1
+    for body in tmp_path.rglob("corr._border_task-*"):
+        body.unlink()
+    code = CALL + "print(json.dumps({'body misses': sum(corr._border_task.stats.cache_misses.values())}))\n"
+    result = run(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    loop, body = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+    assert loop["right"] and loop["warnings"] == [] and body["body misses"] == 1
+    assert report(CALL, tmp_path) == {"right": True, "hits": 1, "misses": 0, "warnings": []}
+
+
+def test_a_body_is_called_by_symbol_not_compiled_into_its_callers():
+    import numba
+    import numpy as np
+
+    from fastcorr._kernels import _link, corr
+
+    x, k, out = np.ones((5, 6)), np.ones((2, 2)), np.zeros((4, 5))
+    args = (x, k, out, 0, 0, corr.FILL, 0.0, 0, 0, 0, 0, False, 4)
+    corr.border.serial(*args)
+    assert (out == 4).all()
+    caller = corr.border.serial.overloads[tuple(numba.typeof(a) for a in args)]
+    linked = {f.name: f.is_declaration for f in caller.library._get_module_for_linking().functions}
+    (body,) = (b for b in corr._border_task.overloads.values() if b.fndesc.mangled_name in linked)
+    symbol = body.fndesc.mangled_name
+    assert linked[symbol]  # declared, not defined: its code is the body's own
+    callee = (corr.__name__, "_border_task", tuple(body.signature.args), symbol)
+    codegen = caller.library.codegen
+    assert _link.load([callee], codegen)
+    assert not _link.load([(*callee[:3], symbol + "_gone")], codegen)  # its caller is then recompiled

@@ -13,7 +13,7 @@ import types
 
 import numba
 
-from fastcorr._kernels import _cache, _threading
+from fastcorr._kernels import _cache, _link, _threading
 
 _threading.load_tbb()
 
@@ -66,8 +66,10 @@ def shared(fn: types.FunctionType | None = None, *, reassociate: bool = False):
     """Decorator for a loop's body and row-sized helpers: compiled once per signature and
     called by every loop that needs it, so that loops do not each compile their own copy."""
     if fn is None:
-        return lambda f: _compiled(f, reassociate)
-    return _compiled(fn)
+        return lambda f: shared(f, reassociate=reassociate)
+    dispatcher = _compiled(fn, reassociate)
+    _link.by_symbol(dispatcher)
+    return dispatcher
 
 
 helper = numba.njit(inline="always", fastmath=_fastmath(False), **_OPTIONS)

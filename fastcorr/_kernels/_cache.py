@@ -11,6 +11,7 @@ raises, and a damaged object file inside a well-formed pickle can crash the proc
   get a cache;
 * each entry carries a SHA-256 of its payload, checked before Numba loads the object code;
   a damaged index or entry is recompiled and overwritten, with one warning;
+* an entry loads the shared bodies its code calls first (:mod:`fastcorr._kernels._link`);
 * an index is valid for the sources of every kernel module, not only its own (compiled code
   holds the helpers and intrinsics it calls from the others);
 * a failed write (disk full, permissions changed) keeps the kernel in memory, with one
@@ -35,7 +36,9 @@ import warnings
 from numba.core import caching
 from numba.core.serialize import dumps
 
-_FORMAT = b"fastcorr-cache-1"
+from fastcorr._kernels import _link
+
+_FORMAT = b"fastcorr-cache-2"
 
 
 class CacheWarning(UserWarning):
@@ -88,7 +91,7 @@ class _Impl(caching.CompileResultCacheImpl):
     ]
 
     def reduce(self, cres):
-        blob = dumps(super().reduce(cres))
+        blob = dumps((_link.callees(cres.library), super().reduce(cres)))
         return (_FORMAT, hashlib.sha256(blob).digest(), blob)
 
     def rebuild(self, target_context, data):
@@ -97,7 +100,10 @@ class _Impl(caching.CompileResultCacheImpl):
         _, digest, blob = data
         if not isinstance(blob, bytes) or hashlib.sha256(blob).digest() != digest:
             raise _Damaged("checksum mismatch")
-        return super().rebuild(target_context, pickle.loads(blob))
+        callees, reduced = pickle.loads(blob)
+        if not _link.load(callees, target_context.codegen()):
+            raise _Stale
+        return super().rebuild(target_context, reduced)
 
 
 class _IndexFile(caching.IndexDataCacheFile):

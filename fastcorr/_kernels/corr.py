@@ -58,8 +58,9 @@ def correlate(x, k, out, p0, p1, boundary, fill, accumulate=False):
     if interior is not None:
         twin = interior.pick(work)
         twin(x, k, out, r0, r1, c0, c1, -p0, -p1, _rows_per_task(twin, interior, r1 - r0))
-    if (r0, r1, c0, c1) != (0, out.shape[0], 0, out.shape[1]):
-        twin = border.pick(work)
+    edge = out.size - (r1 - r0) * (c1 - c0)
+    if edge:
+        twin = border.pick(edge * k.size)
         twin(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, False, _rows_per_task(twin, border, out.shape[0]))
 
 
