@@ -20,7 +20,8 @@ rng = np.random.default_rng(0)
 for twin_limit in (2**62, 0):
     _kernels.SERIAL_WORK = twin_limit
     for shape, kshape in [((7, 9), (3, 3)), ((9, 400), (3, 3)), ((8, 9), (5, 5)), ((6, 30), (2, 7)),
-                          ((3, 2), (4, 5)), ((2, 2100), (1, 3)), ((4, 5), (1, 1))]:
+                          ((3, 2), (4, 5)), ((2, 2100), (1, 3)), ((4, 5), (1, 1)),
+                          ((64, 35), (3, 3))]:  # tile rows of one block and a bit
         x, k = rng.standard_normal(shape), rng.standard_normal(kshape)
         for mode, boundary in itertools.product(["full", "same", "valid"], ["fill", "wrap", "symm"]):
             if mode == "valid" and not (shape[0] >= kshape[0] and shape[1] >= kshape[1]):

@@ -21,8 +21,8 @@ compiles only the loops it runs and no loop carries code it does not need:
   vectorises them.
 - The border runs on :func:`border`: per output row, each source row it needs is extended
   once into a scratch row (fill rows add a constant), then each kernel row adds its taps
-  along it. Small calls (and small convolutions, plane by plane) run wholly on its body,
-  through :func:`correlate_planes`.
+  along it. Small calls run wholly on its body, through :func:`small`, and so do small
+  convolutions, many planes in one call, through :func:`correlate_planes`.
 
 A task is a run of output rows (whole row pairs for the 3x3 tile): all of them in the
 serial twin, a share of them per thread in the parallel one, which run the same compiled
@@ -37,22 +37,25 @@ import numpy as np
 from numba import prange
 
 from fastcorr._kernels import helper, kernel, shared
-from fastcorr._kernels.simd import full_width
+from fastcorr._kernels.simd import full_width, lanes
 
 FILL, SYMM, WRAP = 0, 1, 2
 _BLOCK = 2048
 _PAIR_COLUMNS = 384
-#: Calls of fewer multiply-adds run wholly on :func:`border`: the call costs more than any loop.
+#: The 3x3 tile's rows go in blocks of this many outputs (two float32 vectors), the last
+#: block overlapping the one before it (outputs are assigned, not added): LLVM's own vector
+#: loop takes four vectors per step and leaves shorter rows to a scalar loop. Shorter rows
+#: run on :func:`rows`.
+ROW_BLOCK = 2 * lanes(4)
+#: Calls of fewer multiply-adds run wholly on :func:`small`: the call costs more than any loop.
 _SMALL = 4096
 
 
-def correlate(x, k, out, p0, p1, boundary, fill, accumulate=False):
-    """``out`` as the module docstring defines it (``accumulate``: ``out +=`` instead), the
-    interior, then the border."""
+def correlate(x, k, out, p0, p1, boundary, fill):
+    """``out`` as the module docstring defines it: the interior, then the border."""
     work = out.size * k.size
-    if accumulate or work < _SMALL:
-        correlate_planes(x[None, None], k[None, None], out[None, None], _ONE_PRODUCT, p0, p1, boundary, fill, 0,
-                         accumulate)
+    if work < _SMALL:
+        small(x, k, out, p0, p1, boundary, fill, 0)
         return
     (r0, r1, c0, c1), interior = plan(x.shape, k.shape, out.shape, p0, p1)
     if interior is not None:
@@ -62,10 +65,6 @@ def correlate(x, k, out, p0, p1, boundary, fill, accumulate=False):
     if edge:
         twin = border.pick(edge * k.size)
         twin(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, False, _rows_per_task(twin, border, out.shape[0]))
-
-
-#: The one product of a single plane, for :func:`correlate_planes`.
-_ONE_PRODUCT = np.zeros((1, 6), np.int64)
 
 
 def _rows_per_task(twin, loop, rows):
@@ -100,7 +99,7 @@ def _plan(shape, kernel_shape, out_shape, p0, p1):
     c0, c1 = _inside(w, kw, ow, p1)
     if r0 == r1 or c0 == c1:
         return (0, 0, 0, 0), None
-    if kh == kw == 3:
+    if kh == kw == 3 and c1 - c0 >= ROW_BLOCK:
         return (r0, r1, c0, c1), tile3x3
     if kh == kw == 5:
         return (r0, r1, c0, c1), tile5x5
@@ -183,6 +182,13 @@ def border(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate, step):
     for t in prange((oh + step - 1) // step):
         start = np.int64(t) * step
         _border_task(start, min(start + step, oh), x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate)
+
+
+@shared
+def small(x, k, out, p0, p1, boundary, fill, none):
+    """A whole call on the border loop's body, in one step from Python: small calls. ``none``
+    is 0, as for :func:`correlate_planes`."""
+    _border_task(none, out.shape[0], x, k, out, p0, p1, boundary, fill, none, none, none, none, none != 0)
 
 
 @shared
@@ -278,14 +284,18 @@ def _accumulate(dst, krow, src):
 
 @helper
 def _tile3x3(dst, k, s0, s1, s2):
-    """``dst[j] = sum over a, b < 3 of k[a, b] * s_a[j + b]``, all nine taps in registers."""
+    """``dst[j] = sum over a, b < 3 of k[a, b] * s_a[j + b]``, all nine taps in registers, by
+    blocks of :data:`ROW_BLOCK` outputs."""
     a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
     b0, b1, b2 = k[1, 0], k[1, 1], k[1, 2]
     c0, c1, c2 = k[2, 0], k[2, 1], k[2, 2]
-    for j in range(dst.shape[0]):
-        dst[j] = ((a0 * s0[j] + a1 * s0[j + 1] + a2 * s0[j + 2])
-                  + (b0 * s1[j] + b1 * s1[j + 1] + b2 * s1[j + 2])
-                  + (c0 * s2[j] + c1 * s2[j + 1] + c2 * s2[j + 2]))
+    n = dst.shape[0]
+    for start in range(0, n, ROW_BLOCK):
+        j0 = max(min(start, n - ROW_BLOCK), 0)  # never negative: no wraparound checks in the loop
+        for j in range(j0, j0 + ROW_BLOCK):
+            dst[j] = ((a0 * s0[j] + a1 * s0[j + 1] + a2 * s0[j + 2])
+                      + (b0 * s1[j] + b1 * s1[j + 1] + b2 * s1[j + 2])
+                      + (c0 * s2[j] + c1 * s2[j + 1] + c2 * s2[j + 2]))
 
 
 @helper
