@@ -1,4 +1,5 @@
 import itertools
+import re
 import sys
 import tracemalloc
 
@@ -157,6 +158,23 @@ def test_corr2d_kernel_as_large_as_the_image(rng):
 
 def test_corr2d_empty_kernel_dimension():
     np.testing.assert_array_equal(fc.corr2d(np.ones((3, 4)), np.ones((0, 2))), np.zeros((4, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shapes", [((6, 8), (1, 2)), ((64, 64), (3, 3)), ((5, 4), (5, 4)), ((3, 4), (0, 2)), ((3, 4), (4, 1))])
+def test_corr2d_common_case_equals_the_checked_path(dtype, shapes, rng):
+    """C-ordered arrays of one native float dtype skip the checks: the same result bit for bit, the same errors."""
+    X, K = (rng.standard_normal(shape).astype(dtype) for shape in shapes)
+    checked = (np.asfortranarray(X), K.astype(K.dtype.newbyteorder()))  # same values, not the common case
+    try:
+        expected = fc.corr2d(*checked)
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            fc.corr2d(X, K)
+    else:
+        got = fc.corr2d(X, K)
+        assert got.dtype == expected.dtype == dtype and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, expected)
 
 
 # correlate2d and convolve2d against scipy and the loops
