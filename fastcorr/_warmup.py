@@ -28,7 +28,8 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
 
     image = sample(40, 40)
     steps = [
-        ("correlation, small calls and borders", lambda: signal.correlate2d(image, sample(3, 4), "same", "symm")),
+        ("correlation, small calls and borders",
+         lambda: (signal.correlate2d(image, sample(3, 4), "same", "symm"), signal.correlate2d(sample(6, 8), sample(1, 2)))),
         ("correlation, 3x3 interior", lambda: signal.correlate2d(image, sample(3, 3), "valid")),
         ("correlation, 5x5 interior", lambda: signal.correlate2d(image, sample(5, 5), "valid")),
         ("correlation, any kernel", lambda: signal.correlate2d(image, sample(2, 7), "valid")),

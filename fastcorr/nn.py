@@ -11,8 +11,12 @@ from fastcorr import _validate, conv
 
 IntPair = int | tuple[int, int]
 Padding = IntPair | Literal["valid", "same"]
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 
 _LAYER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: torch's padding modes, as ``np.pad`` modes (None: the convolution's own zero padding).
+_PADDING_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 class Parameter:
@@ -108,6 +112,11 @@ class Conv2D:
     stride, padding, dilation, groups
         As :func:`fastcorr.conv2d`: stride and dilation at least 1; padding an int,
         a pair, ``'valid'`` or ``'same'`` (stride 1 only).
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}
+        What the padding holds, as torch's: zeros; the input mirrored about its edge
+        sample (``'reflect'``, padding narrower than the input); the edge sample repeated
+        (``'replicate'``); the input repeated periodically (``'circular'``, padding at
+        most the input's size). The gradients flow back to the samples the padding copies.
     bias : bool
         Whether the layer adds a learnable bias per output channel.
     dtype : float32 or float64
@@ -166,6 +175,7 @@ class Conv2D:
         dilation: IntPair = 1,
         groups: int = 1,
         bias: bool = True,
+        padding_mode: PaddingMode = "zeros",
         dtype: DTypeLike = np.float32,
         rng: int | np.random.Generator | None = None,
     ):
@@ -180,6 +190,8 @@ class Conv2D:
         if dt is None or dt not in _LAYER_DTYPES:
             raise ValueError(f"Conv2D: dtype must be np.float32 or np.float64, got {dtype!r}")
         geometry = conv._geometry("Conv2D", (out_channels, 1, kh, kw), stride, padding, dilation, groups)
+        self._pad_mode = _validate.choice(padding_mode, "padding_mode", _PADDING_MODES,
+                                          "Conv2D: padding_mode must be one of 'zeros', 'reflect', 'replicate', 'circular'")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if value % groups:
                 raise ValueError(f"Conv2D: {name}={value} must be divisible by groups={groups}")
@@ -190,8 +202,14 @@ class Conv2D:
         self.padding: tuple[int, int] | str = padding if isinstance(padding, str) else _validate.pair(padding, "padding", 0)
         self.dilation = (geometry.dh, geometry.dw)
         self.groups = geometry.groups
+        self.padding_mode = padding_mode
         self.dtype = dt
         self._geometry = geometry
+        # Other modes pad the input explicitly, then convolve without padding.
+        self._pads = ((0, 0), (0, 0), (geometry.pt, geometry.pb), (geometry.pl, geometry.pr))
+        if not any(geometry[4:8]):
+            self._pad_mode = None  # nothing to pad
+        self._conv_geometry = geometry if self._pad_mode is None else geometry._replace(pt=0, pb=0, pl=0, pr=0)
 
         gen = np.random.default_rng(rng)
         fan_in = self.in_channels // self.groups * kh * kw
@@ -235,9 +253,11 @@ class Conv2D:
         shape4 = self._input4(arr.shape)
         out4 = conv._check("Conv2D", shape4, self.weight.shape, self._geometry)
         x4 = np.array(arr, dtype=self.dtype, order="C", copy=True).reshape(shape4)
+        if self._pad_mode is not None:
+            x4 = self._padded(x4)
         weight = self.weight.data.copy()
         bias = self._no_bias if self.bias is None else self.bias.data
-        y = conv._forward(x4, weight, bias, np.empty(out4, self.dtype), self._geometry)
+        y = conv._forward(x4, weight, bias, np.empty(out4, self.dtype), self._conv_geometry)
         self._saved = (x4, weight, arr.ndim, out4)
         return y.reshape(self._unbatch(out4, arr.ndim))
 
@@ -269,12 +289,49 @@ class Conv2D:
         if arr.shape != expected:
             raise ValueError(f"Conv2D.backward: dy must have the shape of the last output, {expected}, got {arr.shape}")
         dy4 = np.ascontiguousarray(arr, dtype=self.dtype).reshape(out4)
-        geo = self._geometry
+        geo = self._conv_geometry
         self.weight.grad += conv._weight_grad(x4, dy4, np.empty(self.weight.shape, self.dtype), geo)
         if self.bias is not None:
             self.bias.grad += dy4.sum(axis=(0, 2, 3))
         dx = conv._input_grad(dy4, weight, np.empty(x4.shape, self.dtype), geo)
-        return dx.reshape(x4.shape[2:] if ndim == 2 else x4.shape)
+        if self._pad_mode is not None:
+            dx = self._unpadded(dx)
+        return dx.reshape(dx.shape[2:] if ndim == 2 else dx.shape)
+
+    def _padded(self, x4: NDArray) -> NDArray:
+        """``x4`` padded by ``padding_mode``; torch's limits on the padding's width."""
+        for axis in (2, 3):
+            n, (before, after) = x4.shape[axis], self._pads[axis]
+            if self.padding_mode == "reflect" and max(before, after) >= n:
+                raise ValueError(f"Conv2D: padding_mode='reflect' needs padding narrower than the input: padding "
+                                 f"{(before, after)} along axis {axis} of an input of shape {x4.shape}")
+            if self.padding_mode == "circular" and max(before, after) > n:
+                raise ValueError(f"Conv2D: padding_mode='circular' wraps around more than once: padding "
+                                 f"{(before, after)} along axis {axis} of an input of shape {x4.shape}")
+            if n == 0 and before + after:
+                raise ValueError(f"Conv2D: padding_mode={self.padding_mode!r} cannot pad an empty axis: "
+                                 f"input of shape {x4.shape}")
+        return np.pad(x4, self._pads, mode=self._pad_mode)
+
+    def _unpadded(self, dx: NDArray) -> NDArray:
+        """The adjoint of :meth:`_padded`: each padded sample's gradient added to the sample it copies."""
+        for axis in (2, 3):
+            before, after = self._pads[axis]
+            n = dx.shape[axis] - before - after
+            source = np.arange(-before, n + after)
+            if self._pad_mode == "reflect":
+                source = np.abs(source)
+                source = np.where(source < n, source, 2 * (n - 1) - source)
+            elif self._pad_mode == "edge":
+                source = np.clip(source, 0, n - 1)
+            else:
+                source = source % n
+            moved = np.moveaxis(dx, axis, 0)
+            folded = moved[before : before + n].copy()
+            for t in (*range(before), *range(before + n, before + n + after)):
+                folded[source[t]] += moved[t]
+            dx = np.moveaxis(folded, 0, axis)
+        return np.ascontiguousarray(dx)
 
     def parameters(self) -> list[Parameter]:
         """``[weight, bias]``, or ``[weight]`` without a bias."""
@@ -291,6 +348,8 @@ class Conv2D:
             parts.append(f"stride={self.stride}")
         if self.padding != (0, 0):
             parts.append(f"padding={self.padding!r}")
+        if self.padding_mode != "zeros":
+            parts.append(f"padding_mode={self.padding_mode!r}")
         if self.dilation != (1, 1):
             parts.append(f"dilation={self.dilation}")
         if self.groups != 1:

@@ -113,6 +113,70 @@ def test_gradients_accumulate_like_autograd(rng):
     assert not layer.weight.grad.any() and not layer.bias.grad.any()
 
 
+# torch's padding modes
+
+PADDED_CASES = [(options, shape) for options, shape in CASES if options.get("padding", 0) not in (0, "valid")]
+MODES = ["reflect", "replicate", "circular"]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("options, shape", PADDED_CASES)
+def test_padding_modes_match_torch(options, shape, dtype, mode, rng):
+    torch = pytest.importorskip("torch")
+    layer = make({**options, "padding_mode": mode}, dtype)
+    tlayer = torch.nn.Conv2d(
+        layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,
+        dilation=layer.dilation, groups=layer.groups, bias=layer.bias is not None, padding_mode=mode,
+        dtype=torch.float32 if dtype == np.float32 else torch.float64,
+    )
+    with torch.no_grad():
+        tlayer.weight.copy_(torch.from_numpy(layer.weight.data))
+        if layer.bias is not None:
+            tlayer.bias.copy_(torch.from_numpy(layer.bias.data))
+    x = rng.standard_normal(shape).astype(dtype)
+    tx = torch.from_numpy(x.copy()).requires_grad_()
+    y, ty = layer(x), tlayer(tx)
+    np.testing.assert_allclose(y, ty.detach().numpy(), **tol(dtype))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = layer.backward(dy)
+    ty.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(dx, tx.grad.numpy(), **tol(dtype))
+    np.testing.assert_allclose(layer.weight.grad, tlayer.weight.grad.numpy(), **tol(dtype))
+    if layer.bias is not None:
+        np.testing.assert_allclose(layer.bias.grad, tlayer.bias.grad.numpy(), **tol(dtype))
+
+
+@pytest.mark.parametrize("mode, np_mode", [("reflect", "reflect"), ("replicate", "edge"), ("circular", "wrap")])
+def test_padding_modes_are_explicit_padding_then_a_valid_convolution(mode, np_mode, rng):
+    """The forward against np.pad and a 'valid' conv2d; the backward against the adjoint of the
+    padding, folded by a loop over every padded sample, in a 2-D (H, W) input at the padding limits."""
+    x = rng.standard_normal((4, 5))
+    pad = (3, 4) if mode == "reflect" else (4, 5)  # the widest each mode allows (replicate allows any)
+    layer = fc.Conv2D((3, 2), padding=pad, padding_mode=mode, bias=False, dtype=np.float64, rng=1)
+    padded = np.pad(x, [(pad[0], pad[0]), (pad[1], pad[1])], mode=np_mode)
+    y = layer(x)
+    np.testing.assert_array_equal(y, fc.conv2d(padded[None, None], layer.weight.data)[0, 0])
+    dy = rng.standard_normal(y.shape)
+    grad_padded = fc.conv2d_input_grad((1, 1, *padded.shape), layer.weight.data, dy[None, None])[0, 0]
+    source = np.pad(np.arange(x.size).reshape(x.shape), [(pad[0], pad[0]), (pad[1], pad[1])], mode=np_mode)
+    expected = np.zeros(x.size)
+    for flat, g in zip(source.ravel(), grad_padded.ravel()):
+        expected[flat] += g
+    np.testing.assert_allclose(layer.backward(dy), expected.reshape(x.shape), rtol=1e-13, atol=1e-13)
+
+
+def test_zeros_mode_and_zero_padding_are_the_plain_layer(rng):
+    x = rng.standard_normal((2, 1, 5, 6))
+    plain = fc.Conv2D(3, padding=1, rng=0)
+    same = fc.Conv2D(3, padding=1, padding_mode="zeros", rng=0)
+    unpadded = fc.Conv2D(3, padding_mode="reflect", rng=0)
+    np.testing.assert_array_equal(plain(x), same(x))
+    np.testing.assert_array_equal(unpadded(x), fc.conv2d(x.astype(np.float32), unpadded.weight.data, unpadded.bias.data))
+    assert repr(fc.Conv2D(3, padding=1, padding_mode="circular")) == "Conv2D((3, 3), in_channels=1, out_channels=1, padding=(1, 1), padding_mode='circular')"
+
+
 def test_finite_differences():
     rng = np.random.default_rng(3)
     layer = fc.Conv2D((2, 3), in_channels=2, out_channels=2, stride=(1, 2), padding=1, dtype=np.float64, rng=4)
@@ -332,6 +396,15 @@ BAD = [
     (lambda: fc.Conv2D(2, padding=-1), ValueError, "padding must be at least 0"),
     (lambda: fc.Conv2D(2, padding="full"), ValueError, "padding must be an int, a pair of ints, 'valid' or 'same'"),
     (lambda: fc.Conv2D(2, padding="same", stride=2), ValueError, "padding='same' is not supported for strided"),
+    (lambda: fc.Conv2D(2, padding_mode="mirror"), ValueError,
+     r"padding_mode must be one of 'zeros', 'reflect', 'replicate', 'circular'; got padding_mode='mirror'"),
+    (lambda: fc.Conv2D(2, padding_mode=None), ValueError, "padding_mode must be one of"),
+    (lambda: fc.Conv2D(3, padding=3, padding_mode="reflect")(np.ones((3, 5))), ValueError,
+     r"padding_mode='reflect' needs padding narrower than the input: padding \(3, 3\) along axis 2"),
+    (lambda: fc.Conv2D(3, padding=4, padding_mode="circular")(np.ones((5, 3))), ValueError,
+     r"padding_mode='circular' wraps around more than once: padding \(4, 4\) along axis 3"),
+    (lambda: fc.Conv2D(1, padding=1, padding_mode="replicate")(np.ones((0, 3))), ValueError,
+     "padding_mode='replicate' cannot pad an empty axis"),
     (lambda: fc.Parameter(np.arange(3)), TypeError, "must be a real floating-point array"),
     (lambda: fc.Parameter(None), TypeError, "data must be an array-like"),
     (assign("data", np.ones(4)), ValueError, r"Parameter.data must keep its shape \(2, 2\), got \(4,\)"),
