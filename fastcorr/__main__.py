@@ -48,8 +48,8 @@ EDGES = {
 
 def examples(size: int = 256, rounds: int = 3) -> None:
     """Print the chapter's examples and time its loops against fastcorr."""
-    X = np.arange(9.0).reshape(3, 3)
-    K = np.array([[0.0, 1.0], [2.0, 3.0]])
+    X = np.arange(9.0, dtype=np.float32).reshape(3, 3)  # float32, as the chapter's tensors
+    K = np.array([[0.0, 1.0], [2.0, 3.0]], np.float32)
     _show("X = arange(9).reshape(3, 3); K = [[0, 1], [2, 3]]; corr2d(X, K) =", fc.corr2d(X, K))
 
     image = edge_image()
