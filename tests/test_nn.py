@@ -64,15 +64,12 @@ def test_forward_and_backward_are_conv2d_and_its_gradients(options, shape, dtype
 
 # Against torch: same weights, same outputs and gradients
 
-@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("options, shape", CASES, ids=CASE_IDS)
-def test_matches_torch_conv2d_and_autograd(options, shape, dtype, rng):
+def assert_matches_torch(layer, shape, dtype, rng, padding_mode="zeros"):
+    """The layer's outputs and gradients against torch's nn.Conv2d with the same weights, and autograd."""
     torch = pytest.importorskip("torch")
-    layer = make(options, dtype)
     tlayer = torch.nn.Conv2d(
         layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,
-        dilation=layer.dilation, groups=layer.groups, bias=layer.bias is not None,
+        dilation=layer.dilation, groups=layer.groups, bias=layer.bias is not None, padding_mode=padding_mode,
         dtype=torch.float32 if dtype == np.float32 else torch.float64,
     )
     with torch.no_grad():
@@ -91,6 +88,13 @@ def test_matches_torch_conv2d_and_autograd(options, shape, dtype, rng):
     np.testing.assert_allclose(layer.weight.grad, tlayer.weight.grad.numpy(), **tol(dtype))
     if layer.bias is not None:
         np.testing.assert_allclose(layer.bias.grad, tlayer.bias.grad.numpy(), **tol(dtype))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("options, shape", CASES, ids=CASE_IDS)
+def test_matches_torch_conv2d_and_autograd(options, shape, dtype, rng):
+    assert_matches_torch(make(options, dtype), shape, dtype, rng)
 
 
 def test_gradients_accumulate_like_autograd(rng):
@@ -124,28 +128,7 @@ MODES = ["reflect", "replicate", "circular"]
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("options, shape", PADDED_CASES)
 def test_padding_modes_match_torch(options, shape, dtype, mode, rng):
-    torch = pytest.importorskip("torch")
-    layer = make({**options, "padding_mode": mode}, dtype)
-    tlayer = torch.nn.Conv2d(
-        layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,
-        dilation=layer.dilation, groups=layer.groups, bias=layer.bias is not None, padding_mode=mode,
-        dtype=torch.float32 if dtype == np.float32 else torch.float64,
-    )
-    with torch.no_grad():
-        tlayer.weight.copy_(torch.from_numpy(layer.weight.data))
-        if layer.bias is not None:
-            tlayer.bias.copy_(torch.from_numpy(layer.bias.data))
-    x = rng.standard_normal(shape).astype(dtype)
-    tx = torch.from_numpy(x.copy()).requires_grad_()
-    y, ty = layer(x), tlayer(tx)
-    np.testing.assert_allclose(y, ty.detach().numpy(), **tol(dtype))
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    dx = layer.backward(dy)
-    ty.backward(torch.from_numpy(dy))
-    np.testing.assert_allclose(dx, tx.grad.numpy(), **tol(dtype))
-    np.testing.assert_allclose(layer.weight.grad, tlayer.weight.grad.numpy(), **tol(dtype))
-    if layer.bias is not None:
-        np.testing.assert_allclose(layer.bias.grad, tlayer.bias.grad.numpy(), **tol(dtype))
+    assert_matches_torch(make({**options, "padding_mode": mode}, dtype), shape, dtype, rng, mode)
 
 
 @pytest.mark.parametrize("mode, np_mode", [("reflect", "reflect"), ("replicate", "edge"), ("circular", "wrap")])
