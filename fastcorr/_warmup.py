@@ -34,6 +34,9 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
         ("correlation, 5x5 interior", lambda: signal.correlate2d(image, sample(5, 5), "valid")),
         ("correlation, any kernel", lambda: signal.correlate2d(image, sample(2, 7), "valid")),
     ]
+    if dtype.kind == "f":
+        steps.append(("correlation, tall kernels on the register tile",
+                      lambda: signal.correlate2d(sample(16, 60), sample(7, 3), "valid")))
     if dtype.kind in "fc":
         steps += [
             ("method='auto' checks for inf and NaN", lambda: signal.correlate2d(sample(64, 64), sample(31, 31))),

@@ -88,8 +88,8 @@ def signal_calls(draw):
         shape1 = (draw(st.integers(0, 24)), draw(st.integers(0, 24)))
     elif size == "wide rows":  # the tiles that take two output rows at once
         shape1 = (draw(st.integers(0, 6)), draw(st.integers(380, 420)))
-    else:  # where method='auto' weighs the FFT
-        shape1 = (draw(st.integers(30, 60)), draw(st.integers(30, 60)))
+    else:  # where method='auto' weighs the FFT, and tall kernels take the register tile
+        shape1 = (draw(st.integers(30, 60)), draw(st.integers(30, 90)))
     side = (18, 30) if size == "large kernel" else (1, 6)
     shape2 = (draw(st.integers(*side)), draw(st.integers(*side)))
     fill = draw(st.sampled_from([0, 2, -1.5, 1e30, np.nan, np.inf, -np.inf]))

@@ -5,7 +5,7 @@ import pytest
 
 import naive
 from fastcorr import _kernels
-from fastcorr._kernels import conv, corr
+from fastcorr._kernels import conv, corr, simd
 from twins import run_as
 
 BOUNDARIES = [corr.FILL, corr.WRAP, corr.SYMM]
@@ -52,6 +52,43 @@ def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
         tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
         for result in results + [whole, twice / 2 if dtype != np.int32 else twice // 2]:
             np.testing.assert_allclose(result, expected, **tolerance)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", [(7, 3), (8, 9), (15, 15)])
+def test_the_wide_tile_matches_the_loops_at_every_block_edge(dtype, kernel, rng):
+    """Tall kernels on the register tile: blocks of rows and columns, whole, one past, one short,
+    with the overlapping last block in the same task as the block before it; twins bit for bit."""
+    kh, kw = kernel
+    mr, nr = simd.TILE_ROWS, corr._wide_columns(np.dtype(dtype))
+    for rows, columns in [(mr, nr), (mr + 1, nr + 1), (2 * mr - 1, 2 * nr - 1), (3 * mr + 2, 2 * nr + 1)]:
+        x = (rng.standard_normal((rows + kh + 1, columns + kw + 2)) * 8).astype(dtype)
+        k = (rng.standard_normal(kernel) * 8).astype(dtype)
+        shape = (rows + 2, columns + 3)  # one row and column of border around the interior on each side
+        r0, r1, c0, c1, dr, dc = 1, rows + 1, 1, columns + 1, 0, 0
+        expected = naive.shifted_correlation(x, k, shape, 1, 1, "fill", dtype(0))
+        assert corr._wide_fits(np.dtype(dtype), kernel, r1 - r0, c1 - c0)
+        packed, offsets = corr._wide_operands(k, x.shape[1])
+        results = []
+        for twin, step in [("serial", 10**6), ("parallel", 1), ("parallel", 2)]:
+            out = np.full(shape, 7, dtype)
+            getattr(corr.wide, twin)(x, packed, offsets, out, r0, r1, c0, c1, dr - 1, dc - 1, nr, step)
+            np.testing.assert_array_equal(out[[0, -1]], 7)  # nothing outside the interior is written
+            np.testing.assert_array_equal(out[:, [0, -2, -1]], 7)
+            results.append(out[r0:r1, c0:c1])
+        for other in results[1:]:
+            np.testing.assert_array_equal(results[0], other)
+        tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(results[0], expected[r0:r1, c0:c1], **tolerance)
+
+
+def test_the_wide_tile_is_taken_only_where_it_fits():
+    f32, f64, c128 = (np.dtype(t) for t in (np.float32, np.float64, np.complex128))
+    assert corr._wide_fits(f32, (7, 1), simd.TILE_ROWS, corr._wide_columns(f32))
+    assert not corr._wide_fits(f32, (6, 9), 100, 100)  # short kernels: the zero weights cost more than they save
+    assert not corr._wide_fits(f32, (9, 9), simd.TILE_ROWS - 1, 100)
+    assert not corr._wide_fits(f64, (9, 9), 100, corr._wide_columns(f64) - 1)
+    assert not corr._wide_fits(c128, (9, 9), 100, 100)
 
 
 @pytest.mark.parametrize(

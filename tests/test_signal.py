@@ -607,3 +607,25 @@ def test_corr2d_grad_is_finite_where_the_chain_rule_is():
     dX, _ = fc.corr2d_grad(np.arange(9.0).reshape(3, 3), [[np.inf, 1], [2, 3]], np.ones((2, 2)))
     assert dX[2, 2] == 3.0
     np.testing.assert_array_equal(np.isinf(dX), [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("spoiled", ["nothing", "x", "k"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tall_kernels_on_the_register_tile_match_scipy_with_extremes_inf_and_nan(spoiled, dtype, rng):
+    """Kernels of 7 rows or more run their interior on the register tile when X is finite: extreme
+    magnitudes sum as scipy's, an inf or NaN in X sends the call to the row loop, one in K stays
+    where the products put it."""
+    big = 1e18 if dtype == np.float32 else 1e150
+    X = sample(rng, (40, 80), dtype) * np.where(rng.random((40, 80)) < 0.1, big, 1).astype(dtype)
+    K = sample(rng, (9, 7), dtype)
+    if spoiled == "x":
+        X[10, 20], X[30, 61] = np.inf, np.nan
+    elif spoiled == "k":
+        K[4, 3], K[0, 6] = np.inf, -np.inf
+    for mode, boundary in [("valid", "fill"), ("same", "symm"), ("full", "wrap")]:
+        got = fc.correlate2d(X, K, mode, boundary, method="direct")
+        expected = scipy.signal.correlate2d(X.astype(np.float64), K.astype(np.float64), mode, boundary)
+        assert_same_nonfinite(got, expected.astype(dtype))
+        finite = np.isfinite(expected)
+        rtol = 1e-5 if dtype == np.float32 else 1e-13
+        np.testing.assert_allclose(got[finite], expected[finite], rtol=rtol, atol=rtol * np.abs(expected[finite]).max(initial=0))

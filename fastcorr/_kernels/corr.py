@@ -37,7 +37,8 @@ import numpy as np
 from numba import prange
 
 from fastcorr._kernels import helper, kernel, shared
-from fastcorr._kernels.simd import full_width, lanes
+from fastcorr._kernels.scan import all_finite
+from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, full_width, lanes, tile
 
 FILL, SYMM, WRAP = 0, 1, 2
 _BLOCK = 2048
@@ -58,7 +59,13 @@ def correlate(x, k, out, p0, p1, boundary, fill):
         small(x, k, out, p0, p1, boundary, fill, 0)
         return
     (r0, r1, c0, c1), interior = plan(x.shape, k.shape, out.shape, p0, p1)
-    if interior is not None:
+    if interior is rows and _wide_fits(x.dtype, k.shape, r1 - r0, c1 - c0) and all_finite(x):
+        packed, offsets = _wide_operands(k, x.shape[1])
+        twin = wide.pick(work)
+        blocks = (r1 - r0) // TILE_ROWS
+        twin(x, packed, offsets, out, r0, r1, c0, c1, -p0, -p1, _wide_columns(x.dtype),
+             max(blocks, 1) if twin is wide.serial else -(-blocks // (4 * numba.get_num_threads())))
+    elif interior is not None:
         twin = interior.pick(work)
         twin(x, k, out, r0, r1, c0, c1, -p0, -p1, _rows_per_task(twin, interior, r1 - r0))
     edge = out.size - (r1 - r0) * (c1 - c0)
@@ -172,6 +179,61 @@ def _tile5x5_task(i0, i1, x, k, out, c0, c1, dr, dc):
     for i in range(i0, i1):
         r = i + dr
         _tile5x5(out[i, c0:c1], k, x[r, s:e], x[r + 1, s:e], x[r + 2, s:e], x[r + 3, s:e], x[r + 4, s:e])
+
+
+# Tall kernels: the interior on the register tile.
+
+#: Kernels of this many rows or more, float32 or float64, run their interior on :func:`wide`
+#: when ``x`` is finite (a tile row's zero weights would carry an inf or NaN of ``x`` into
+#: outputs that do not read it).
+WIDE_ROWS = 7
+
+
+def _wide_columns(dtype) -> int:
+    return TILE_VECTORS * lanes(dtype.itemsize)
+
+
+def _wide_fits(dtype, kernel_shape, rows, columns) -> bool:
+    return (dtype.kind == "f" and dtype.itemsize in (4, 8) and kernel_shape[0] >= WIDE_ROWS
+            and rows >= TILE_ROWS and columns >= _wide_columns(dtype))
+
+
+def _wide_operands(k, width):
+    """``k`` packed for :func:`wide`: the tile's row ``i`` (output row ``i`` of a block) takes
+    ``k[s - i, b]`` from source row ``s`` of the block's ``kh + TILE_ROWS - 1``, tap ``b`` (zero
+    where ``s - i`` is outside the kernel); and each tap's offset in ``x`` of ``width`` columns."""
+    (kh, kw), mr = k.shape, TILE_ROWS
+    packed = np.zeros((kh + mr - 1, kw, mr), k.dtype)
+    for i in range(mr):
+        packed[i : i + kh, :, i] = k
+    offsets = np.add.outer(np.arange(kh + mr - 1) * width, np.arange(kw)).astype(np.int64)
+    return packed.ravel(), offsets.ravel()
+
+
+@kernel
+def wide(x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns, step):
+    """The interior ``[r0, r1) x [c0, c1)`` by blocks of ``TILE_ROWS`` output rows and
+    ``columns`` outputs, each one call of :func:`simd.tile` on ``x``'s flat rows (see
+    :func:`_wide_operands`); a task is ``step`` blocks of rows."""
+    blocks = (r1 - r0) // TILE_ROWS
+    for t in prange((blocks + step - 1) // step):
+        start = np.int64(t) * step
+        _wide_task(start, min(start + step, blocks), x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns)
+
+
+@shared
+def _wide_task(b0, b1, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns):
+    """Blocks ``[b0, b1)`` of rows; the task with the last block also takes the rows that
+    follow it, as a block that overlaps it (outputs are assigned, so twice is harmless)."""
+    full_width()
+    mr = TILE_ROWS
+    last = (r1 - r0) // mr
+    for b in range(b0, b1 + (1 if b1 == last and (r1 - r0) % mr else 0)):
+        i = min(r0 + b * mr, r1 - mr)
+        for j0 in range(c0, c1, columns):
+            j = min(j0, c1 - columns)  # the last tile overlaps the one before it
+            tile(out.ravel(), i * out.shape[1] + j, out.shape[1], packed, 0, x.ravel(),
+                 (i + dr) * x.shape[1] + j + dc, offsets, offsets.shape[0], mr, False)
 
 
 # The border: every output outside the interior rectangle [r0, r1) x [c0, c1).
