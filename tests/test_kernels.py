@@ -121,12 +121,15 @@ def test_twins_have_their_own_cache_entries():
 def test_finite_finds_any_inf_or_nan(twin, dtype, bad, rng):
     from fastcorr._kernels import scan
 
-    finite = getattr(scan.finite, twin)
-    for shape in [(1,), (2, 3, 4, 5), (3, 1000)]:
-        a = (rng.uniform(-1, 1, shape) * np.finfo(dtype).max).astype(dtype)  # large, but finite
-        if bad is not None:
-            a.reshape(-1)[rng.integers(a.size)] = bad
-        assert finite(a) == (bad is None)
+    with run_as(twin):
+        for shape in [(1,), (0, 3), (2, 3, 4, 5), (3, 1000)]:
+            a = (rng.uniform(-1, 1, shape) * np.finfo(dtype).max).astype(dtype)  # large, but finite
+            if bad is not None and a.size:
+                a.reshape(-1)[rng.integers(a.size)] = bad
+            assert scan.all_finite(a) == (bad is None or not a.size)
+            flags = np.empty(7, bool)  # spans of every length, the last one short or empty
+            scan.finite_spans.serial(a.reshape(-1), flags, -(-a.size // 7))
+            assert flags.all() == (bad is None or not a.size)
 
 
 # (id, kernel, N, C, H, W, O, kh, kw, geometry): every block edge of the conv loops: four output

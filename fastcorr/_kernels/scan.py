@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
+import numba
+import numpy as np
 from numba import prange
 
-from fastcorr._kernels import kernel
+from fastcorr import _kernels
+from fastcorr._kernels import kernel, shared
 
 
-@kernel(reassociate=True)
-def finite(a):
-    """Whether every element of the C-contiguous ``a`` is finite (``sum(a * 0)`` is zero, not NaN)."""
-    flat = a.ravel()
+@shared(reassociate=True)
+def finite_span(flat, lo, hi):
+    """Whether ``flat[lo:hi]`` is all finite: ``sum(flat * 0)`` is zero, not NaN."""
     acc = flat.dtype.type(0)
-    for i in prange(flat.shape[0]):
+    for i in range(lo, hi):
         acc += flat[i] * 0
     return acc == 0
 
 
+@kernel
+def finite_spans(flat, flags, step):
+    """``flags[t]``: whether span ``t`` of ``step`` elements of ``flat`` is all finite. Each task
+    writes its own flag (a parallel reduction would compile several times longer)."""
+    for t in prange(flags.shape[0]):
+        lo = np.int64(t) * step
+        flags[t] = finite_span(flat, lo, min(lo + step, flat.shape[0]))
+
+
 def all_finite(a) -> bool:
     """Whether the C-contiguous ``a`` holds no inf or NaN (always, for integers)."""
-    return a.dtype.kind not in "fc" or bool(finite.pick(a.size)(a))
+    if a.dtype.kind not in "fc":
+        return True
+    flat = a.reshape(-1)
+    if flat.size < _kernels.SERIAL_WORK:
+        return bool(finite_span(flat, 0, flat.size))
+    flags = np.empty(4 * numba.get_num_threads(), np.bool_)
+    finite_spans.parallel(flat, flags, -(-flat.size // flags.size))
+    return bool(flags.all())
