@@ -18,7 +18,9 @@ compiles only the loops it runs and no loop carries code it does not need:
   tile takes two neighbouring rows at once from four source rows when rows are long), and
   :func:`rows` takes any kernel, three taps of a kernel row per pass over a block of
   columns that stays in L1. Their inner loops run over zero-based slices, so LLVM
-  vectorises them.
+  vectorises them. Kernels of :data:`WIDE_ROWS` rows or more on a finite float image take
+  :func:`wide` instead: the register tile of :mod:`fastcorr._kernels.simd`, ``TILE_ROWS`` output rows
+  at a time.
 - The border runs on :func:`border`: per output row, each source row it needs is extended
   once into a scratch row (fill rows add a constant), then each kernel row adds its taps
   along it. Small calls run wholly on its body, through :func:`small`, and so do small
@@ -63,8 +65,7 @@ def correlate(x, k, out, p0, p1, boundary, fill):
         packed, offsets = _wide_operands(k, x.shape[1])
         twin = wide.pick(work)
         blocks = (r1 - r0) // TILE_ROWS
-        twin(x, packed, offsets, out, r0, r1, c0, c1, -p0, -p1, _wide_columns(x.dtype),
-             max(blocks, 1) if twin is wide.serial else -(-blocks // (4 * numba.get_num_threads())))
+        twin(x, packed, offsets, out, r0, r1, c0, c1, -p0, -p1, _wide_columns(x.dtype), _rows_per_task(twin, wide, blocks))
     elif interior is not None:
         twin = interior.pick(work)
         twin(x, k, out, r0, r1, c0, c1, -p0, -p1, _rows_per_task(twin, interior, r1 - r0))
