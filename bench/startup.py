@@ -58,6 +58,7 @@ FIRST_CALLS = {
     "correlate2d 512² 5x5 same symm": "fc.correlate2d(r(512, 512), r(5, 5), 'same', 'symm')",
     "convolve2d 256² 7x7 full": "fc.convolve2d(r(256, 256), r(7, 7))",
     "corr2d_grad 256² 3x3": "fc.corr2d_grad(r(256, 256), r(3, 3), r(254, 254))",
+    "corr2d 1024² 15x15": "fc.corr2d(r(1024, 1024), r(15, 15))",
     "conv2d N8 C16 32² O16 3x3 + grads": (
         "x, w = r(8, 16, 32, 32), r(16, 16, 3, 3); y = fc.conv2d(x, w, padding=1); "
         "fc.conv2d_input_grad(x.shape, w, y, padding=1); fc.conv2d_weight_grad(x, w.shape, y, padding=1)"),
