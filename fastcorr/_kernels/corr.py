@@ -5,7 +5,9 @@
     out[i, j] = sum over (a, b) of k[a, b] * ext(x)[i + a - p0, j + b - p1]
 
 where ``ext`` extends ``x`` beyond its edges by ``boundary``: ``FILL`` (the value
-``fill``), ``WRAP`` (periodic) or ``SYMM`` (mirrored, edge sample repeated). The 'valid',
+``fill``), ``WRAP`` (periodic), ``SYMM`` (mirrored, edge sample repeated), ``NEAREST`` (the
+edge sample repeated) or ``MIRROR`` (mirrored about the edge sample, which is not repeated),
+each as often as a long kernel needs. The 'valid',
 'same' and 'full' modes, convolution (a flipped ``k``) and the input gradient are all
 choices of ``p0, p1`` and ``k`` made by the callers.
 
@@ -23,6 +25,10 @@ compiles only the loops it runs and no loop carries code it does not need:
   once into a scratch row (fill rows add a constant), then each kernel row adds its taps
   along it. Small calls (and small convolutions, plane by plane) run wholly on its body,
   through :func:`correlate_planes`.
+- Sums of correlations over stacks of planes (N-D correlation, one 2-D kernel slice per
+  leading kernel offset) run on :func:`stack`, a task per run of output planes: the interior
+  adds one kernel row at a time (:func:`_accumulate`) straight from the source plane, the
+  border adds through :func:`_border_task`.
 
 A task is a run of output rows (whole row pairs for the 3x3 tile): all of them in the
 serial twin, a share of them per thread in the parallel one, which run the same compiled
@@ -39,7 +45,7 @@ from numba import prange
 from fastcorr._kernels import helper, kernel, shared
 from fastcorr._kernels.simd import full_width
 
-FILL, SYMM, WRAP = 0, 1, 2
+FILL, SYMM, WRAP, NEAREST, MIRROR = 0, 1, 2, 3, 4
 _BLOCK = 2048
 _PAIR_COLUMNS = 384
 #: Calls of fewer multiply-adds run wholly on :func:`border`: the call costs more than any loop.
@@ -244,6 +250,50 @@ def _extended(x, k, dst, ext, i, j0, p0, p1, boundary, fill, accumulate):
                 dst[j] += tap * src[j]
 
 
+# Stacks of planes: out[q] = sum over t of the correlation of x[sources[q, t]] with k[t].
+
+@kernel
+def stack(x, k, out, sources, p0, p1, boundary, fill, r0, r1, c0, c1, step):
+    """``out[q]`` is the sum over ``t`` of the correlation (as :func:`correlate` defines it) of
+    ``x[sources[q, t]]`` with ``k[t]``; a source of -1 is a plane of ``fill`` values.
+    ``[r0, r1) x [c0, c1)`` is the interior rectangle of every plane."""
+    planes = out.shape[0]
+    for t in prange((planes + step - 1) // step):
+        start = np.int64(t) * step
+        _stack_task(start, min(start + step, planes), x, k, out, sources, p0, p1, boundary, fill, r0, r1, c0, c1)
+
+
+@shared
+def _stack_task(q0, q1, x, k, out, sources, p0, p1, boundary, fill, r0, r1, c0, c1):
+    full_width()
+    oh = out.shape[1]
+    kh, kw = k.shape[1], k.shape[2]
+    for q in range(q0, q1):
+        o = out[q]
+        for i in range(oh):
+            _zero(o[i])
+        for t in range(sources.shape[1]):
+            s = sources[q, t]
+            kt = k[t]
+            if s < 0:
+                const = kt[0, 0] * fill
+                for a in range(kh):
+                    for b in range(1 if a == 0 else 0, kw):
+                        const += kt[a, b] * fill
+                for i in range(oh):
+                    row = o[i]
+                    for j in range(row.shape[0]):
+                        row[j] += const
+                continue
+            xs = x[s]
+            for i in range(r0, r1):
+                dst = o[i, c0:c1]
+                for a in range(kh):
+                    src = i - p0 + a
+                    _accumulate(dst, kt[a], xs[src, c0 - p1 : c1 - p1 + kw - 1])
+            _border_task(0, oh, xs, kt, o, p0, p1, boundary, fill, r0, r1, c0, c1, True)
+
+
 # Row helpers, inlined into the bodies that call them.
 
 @helper
@@ -331,6 +381,13 @@ def _source(t, n, boundary):
         return -1
     if boundary == WRAP:
         return t % n
+    if boundary == NEAREST:
+        return 0 if t < 0 else n - 1
+    if boundary == MIRROR:
+        if n == 1:
+            return 0
+        t = t % (2 * n - 2)
+        return t if t < n else 2 * n - 2 - t
     t = t % (2 * n)
     return t if t < n else 2 * n - 1 - t
 
