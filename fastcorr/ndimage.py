@@ -186,7 +186,7 @@ def _correlate_or_convolve(input, weights, output, mode, cval, origin, convoluti
     pads = [n // 2 + o for n, o in zip(weights.shape, origins)]
     result = filtered(input, weights, pads, boundary, cval, dtype)
     if output is None and result.dtype == dtype:
-        return np.ascontiguousarray(result)
+        return result if result.flags.c_contiguous else result.copy()
     return store(result, np.empty(input.shape, dtype) if output is None else output)
 
 
