@@ -374,14 +374,9 @@ def _planes(x, k, out, sources, p0, p1, boundary, fill):
         for i in range(q):
             _corr.correlate(x[sources[i, 0]], k[0], out[i], p0, p1, boundary, fill)
         return
-    (h, w), (kh, kw) = x.shape[1:], k.shape[1:]
-    r0, r1 = _corr._inside(h, kh, h, p0)
-    c0, c1 = _corr._inside(w, kw, w, p1)
-    if r0 == r1 or c0 == c1:
-        r0 = r1 = c0 = c1 = 0
     twin = _corr.stack.pick(out.size * k[0].size * t)
     step = q if twin is _corr.stack.serial else max(1, -(-q // (4 * _threads())))
-    twin(x, k, out, sources, p0, p1, boundary, fill, r0, r1, c0, c1, step)
+    twin(x, k, out, sources, p0, p1, boundary, fill, step)
 
 
 def _threads() -> int:

@@ -26,9 +26,8 @@ compiles only the loops it runs and no loop carries code it does not need:
   along it. Small calls (and small convolutions, plane by plane) run wholly on its body,
   through :func:`correlate_planes`.
 - Sums of correlations over stacks of planes (N-D correlation, one 2-D kernel slice per
-  leading kernel offset) run on :func:`stack`, a task per run of output planes: the interior
-  adds one kernel row at a time (:func:`_accumulate`) straight from the source plane, the
-  border adds through :func:`_border_task`.
+  leading kernel offset) run on :func:`stack`, a task per run of output planes, row by row
+  over source rows extended once each into a ring of scratch rows.
 
 A task is a run of output rows (whole row pairs for the 3x3 tile): all of them in the
 serial twin, a share of them per thread in the parallel one, which run the same compiled
@@ -253,45 +252,64 @@ def _extended(x, k, dst, ext, i, j0, p0, p1, boundary, fill, accumulate):
 # Stacks of planes: out[q] = sum over t of the correlation of x[sources[q, t]] with k[t].
 
 @kernel
-def stack(x, k, out, sources, p0, p1, boundary, fill, r0, r1, c0, c1, step):
+def stack(x, k, out, sources, p0, p1, boundary, fill, step):
     """``out[q]`` is the sum over ``t`` of the correlation (as :func:`correlate` defines it) of
-    ``x[sources[q, t]]`` with ``k[t]``; a source of -1 is a plane of ``fill`` values.
-    ``[r0, r1) x [c0, c1)`` is the interior rectangle of every plane."""
+    ``x[sources[q, t]]`` with ``k[t]``; a source of -1 is a plane of ``fill`` values."""
     planes = out.shape[0]
     for t in prange((planes + step - 1) // step):
         start = np.int64(t) * step
-        _stack_task(start, min(start + step, planes), x, k, out, sources, p0, p1, boundary, fill, r0, r1, c0, c1)
+        _stack_task(start, min(start + step, planes), x, k, out, sources, p0, p1, boundary, fill)
 
 
 @shared
-def _stack_task(q0, q1, x, k, out, sources, p0, p1, boundary, fill, r0, r1, c0, c1):
+def _stack_task(q0, q1, x, k, out, sources, p0, p1, boundary, fill):
+    """Output row by output row, every product in turn while the row is in L1. Each product
+    keeps its last ``kh`` source rows extended by the edge rule in a ring of scratch rows, so
+    that a source row is extended once per plane and the taps run over whole rows."""
     full_width()
-    oh = out.shape[1]
-    kh, kw = k.shape[1], k.shape[2]
+    oh, ow = out.shape[1], out.shape[2]
+    products, kh, kw = k.shape
+    h, w = x.shape[1], x.shape[2]
+    ring = np.empty((products, kh, ow + kw - 1), x.dtype)
     for q in range(q0, q1):
-        o = out[q]
         for i in range(oh):
-            _zero(o[i])
-        for t in range(sources.shape[1]):
-            s = sources[q, t]
-            kt = k[t]
-            if s < 0:
-                const = kt[0, 0] * fill
-                for a in range(kh):
-                    for b in range(1 if a == 0 else 0, kw):
-                        const += kt[a, b] * fill
-                for i in range(oh):
-                    row = o[i]
-                    for j in range(row.shape[0]):
-                        row[j] += const
-                continue
-            xs = x[s]
-            for i in range(r0, r1):
-                dst = o[i, c0:c1]
-                for a in range(kh):
-                    src = i - p0 + a
-                    _accumulate(dst, kt[a], xs[src, c0 - p1 : c1 - p1 + kw - 1])
-            _border_task(0, oh, xs, kt, o, p0, p1, boundary, fill, r0, r1, c0, c1, True)
+            dst = out[q, i]
+            _zero(dst)
+            for t in range(products):
+                s = sources[q, t]
+                for a in range(kh - 1 if i == 0 else 0, -1, -1):
+                    # On a plane's first row every slot is filled, then one new row per row.
+                    r = _source(i + kh - 1 - a - p0, h, boundary)
+                    slot = ring[t, (i + kh - 1 - a) % kh]
+                    if s < 0 or r < 0:
+                        for u in range(slot.shape[0]):
+                            slot[u] = fill
+                    else:
+                        _extend_row(slot, x[s, r], p1, w, boundary, fill)
+                kt = k[t]
+                if kh == 3 and kw == 3:
+                    _tile3x3_add(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3])
+                else:
+                    for a in range(kh):
+                        _accumulate(dst, kt[a], ring[t, (i + a) % kh])
+
+
+@helper
+def _extend_row(ext, row, p, n, boundary, fill):
+    """``ext[u]`` = ``row`` extended by the edge rule at position ``u - p``."""
+    m = ext.shape[0]
+    lo = min(max(p, 0), m)
+    hi = min(max(p + n, lo), m)
+    inside = ext[lo:hi]
+    part = row[lo - p : hi - p]
+    for u in range(hi - lo):
+        inside[u] = part[u]
+    for u in range(lo):
+        c = _source(u - p, n, boundary)
+        ext[u] = fill if c < 0 else row[c]
+    for u in range(hi, m):
+        c = _source(u - p, n, boundary)
+        ext[u] = fill if c < 0 else row[c]
 
 
 # Row helpers, inlined into the bodies that call them.
@@ -335,6 +353,18 @@ def _tile3x3(dst, k, s0, s1, s2):
         dst[j] = ((a0 * s0[j] + a1 * s0[j + 1] + a2 * s0[j + 2])
                   + (b0 * s1[j] + b1 * s1[j + 1] + b2 * s1[j + 2])
                   + (c0 * s2[j] + c1 * s2[j + 1] + c2 * s2[j + 2]))
+
+
+@helper
+def _tile3x3_add(dst, k, s0, s1, s2):
+    """``dst[j] +=`` :func:`_tile3x3`'s sum."""
+    a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
+    b0, b1, b2 = k[1, 0], k[1, 1], k[1, 2]
+    c0, c1, c2 = k[2, 0], k[2, 1], k[2, 2]
+    for j in range(dst.shape[0]):
+        dst[j] += ((a0 * s0[j] + a1 * s0[j + 1] + a2 * s0[j + 2])
+                   + (b0 * s1[j] + b1 * s1[j + 1] + b2 * s1[j + 2])
+                   + (c0 * s2[j] + c1 * s2[j + 1] + c2 * s2[j + 2]))
 
 
 @helper
