@@ -161,15 +161,8 @@ def _correlate_or_convolve(input, weights, output, mode, cval, origin, convoluti
             output = np.zeros(input.shape, dtype)
         return _complex(input, weights, output, cval, mode, origin, convolution, axes)
     axes = check_axes(axes, input.ndim)
-    weights = np.asarray(weights, dtype=np.float64)
-    weights = _expand_weights(input.ndim, axes, weights)
-    origins = _expand_origin(input.ndim, axes, origin)
+    weights, origins = expand(input.ndim, np.asarray(weights, dtype=np.float64), origin, axes, convolution)
     wshape = [n for n in weights.shape if n > 0]
-    if len(wshape) != input.ndim:
-        raise RuntimeError(f"weights.ndim ({len(wshape)}) must match len(axes) ({len(axes)})")
-    if convolution:
-        weights = weights[(slice(None, None, -1),) * weights.ndim]
-        origins = [-o - (1 - n % 2) for o, n in zip(origins, weights.shape)]
     for o, n in zip(origins, wshape):
         if o < -(n // 2) or o > (n - 1) // 2:
             raise ValueError("Invalid origin; origin must satisfy -(weights.shape[k] // 2) <= origin[k] <= "
@@ -183,6 +176,9 @@ def _correlate_or_convolve(input, weights, output, mode, cval, origin, convoluti
             raise RuntimeError("array type not supported")
     if input.size == 0:
         return np.zeros(input.shape, dtype) if output is None else output
+    if weights.size == 0:
+        # Only with more dimensions than the input, all the extra ones empty (scipy's zeros).
+        return store(np.zeros(input.shape), np.empty(input.shape, dtype) if output is None else output)
     pads = [n // 2 + o for n, o in zip(weights.shape, origins)]
     result = filtered(input, weights, pads, boundary, cval, dtype)
     if output is None and result.dtype == dtype:
@@ -218,6 +214,20 @@ def check_axes(axes, ndim: int) -> tuple[int, ...]:
     if len(set(axes)) != len(axes):
         raise ValueError("axes must be unique")
     return axes
+
+
+def expand(ndim: int, weights: np.ndarray, origin, axes: tuple[int, ...], convolution: bool):
+    """``weights`` and ``origin`` over every axis of an ``ndim``-dimensional input (size 1 and
+    origin 0 off ``axes``), flipped and shifted for a convolution: then the correlation's."""
+    weights = _expand_weights(ndim, axes, weights)
+    origins = _expand_origin(ndim, axes, origin)
+    wshape = [n for n in weights.shape if n > 0]
+    if len(wshape) != ndim:
+        raise RuntimeError(f"weights.ndim ({len(wshape)}) must match len(axes) ({len(axes)})")
+    if convolution:
+        weights = weights[(slice(None, None, -1),) * weights.ndim]
+        origins = [-o - (1 - n % 2) for o, n in zip(origins, weights.shape)]
+    return weights, origins
 
 
 def _expand_weights(ndim, axes, weights):

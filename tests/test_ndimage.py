@@ -303,6 +303,8 @@ def test_zero_size_and_zero_dimensional_inputs():
     assert result.shape == (3, 0) and result.dtype == np.float64
     x = np.arange(12).reshape(3, 4)
     np.testing.assert_array_equal(fnd.correlate(x, np.ones(()) * 3, axes=()), snd.correlate(x, np.ones(()) * 3, axes=()))
+    for weights in (np.ones((3, 0)), np.ones((0, 3))):
+        np.testing.assert_array_equal(fnd.correlate(np.ones(4), weights), snd.correlate(np.ones(4), weights))
 
 
 def test_colour_image_plane_by_plane():
