@@ -108,10 +108,10 @@ def correlate(
     >>> import fastcorr.ndimage as fnd
     >>> a = np.arange(16).reshape(4, 4)
     >>> fnd.correlate(a, [[0, 1, 0], [1, 1, 1], [0, 1, 0]])
-    array([[ 6, 10, 15, 19],
-           [22, 25, 30, 34],
-           [42, 45, 50, 54],
-           [58, 62, 67, 70]])
+    array([[ 5,  9, 14, 18],
+           [21, 25, 30, 34],
+           [41, 45, 50, 54],
+           [57, 61, 66, 70]])
     >>> fnd.correlate([1.0, 2.0, 3.0], [1.0, 1.0, 1.0], mode="constant", cval=10.0)
     array([13.,  6., 15.])
     """
@@ -130,22 +130,23 @@ def convolve(
 ) -> NDArray:
     """Multidimensional convolution, exactly as ``scipy.ndimage.convolve``.
 
-    :func:`correlate` with ``weights`` flipped along every axis (not conjugated) and each
-    origin negated, minus one more along axes of even length: a positive origin shifts the
-    result the other way than in :func:`correlate`, and an even kernel's centre falls on
-    its element ``w // 2 - 1`` counted from the start before flipping. Parameters, dtypes
-    and errors as :func:`correlate`.
+    ``out[i] = sum over a of weights[a] * ext(input)[i - a + (weights.shape // 2 + origin)]``
+    per axis: :func:`correlate` with ``weights`` flipped along every axis (not conjugated)
+    and each origin negated, minus one more along axes of even length, so that
+    ``weights[w // 2]`` meets ``input[i]`` for even lengths too, and a positive origin
+    shifts the other way than in :func:`correlate`. Parameters, dtypes and errors as
+    :func:`correlate`.
 
     Examples
     --------
     >>> import numpy as np
     >>> import fastcorr.ndimage as fnd
     >>> fnd.convolve([1, 2, 3, 4], [1, 0, -1])
-    array([-1, -2, -2, -1])
+    array([1, 2, 2, 1])
     >>> fnd.convolve(np.eye(3), np.ones((2, 2)), mode="constant")
-    array([[1., 1., 0.],
+    array([[2., 1., 0.],
            [1., 2., 1.],
-           [0., 1., 2.]])
+           [0., 1., 1.]])
     """
     return _correlate_or_convolve(input, weights, output, mode, cval, origin, True, axes)
 
