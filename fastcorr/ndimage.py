@@ -330,9 +330,11 @@ def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, c
              output_dtype: np.dtype) -> np.ndarray:
     """``out[i] = sum_a w[a] * ext(x)[i + a - pads]`` over every axis, in the compute dtype.
 
-    Axes the kernel spans (size > 1) are filtered; the others go first, as planes of a
-    stack (a copy only when such an axis follows a filtered one). One filtered axis runs as
-    rows of a 2-D call, two as planes, more as sums over the leading kernel offsets.
+    Axes the kernel spans (size > 1) are filtered, the others are planes of a stack: those
+    before the filtered axes index the planes, a few elements after the last one are
+    channels interleaved in its rows (an H x W x C image), and any other layout is
+    transposed (copied) to put the free axes first. One filtered axis runs as rows of a 2-D
+    call, two as planes, more as sums over the leading kernel offsets.
     """
     dtype = compute_dtype(x.dtype, output_dtype)
     fill = dtype.type(cval)
@@ -340,35 +342,38 @@ def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, c
     if not spanned:
         with np.errstate(all="ignore"):
             return (np.asarray(x, np.float64) * w.reshape(())).astype(dtype, copy=False)
-    if len(spanned) == 1 and spanned[0] < x.ndim - 1 and np.prod(x.shape[spanned[0] + 1:]) >= _LONG_ROW:
-        ax = spanned[0]
-        # One filtered axis with long rows after it: planes of (that axis, the rest), no copy.
-        rest = int(np.prod(x.shape[ax + 1:]))
-        planes = _contiguous(x, dtype).reshape(-1, x.shape[ax], rest)
-        k = w.astype(dtype).reshape(1, -1, 1)
-        out = np.empty(planes.shape, dtype)
-        _planes(planes, k, out, _same_planes(planes.shape[0]), pads[ax], 0, boundary, fill)
-        return out.reshape(x.shape)
-    free = [ax for ax in range(x.ndim) if w.shape[ax] == 1]
-    order = free + spanned
-    xp = _contiguous(x.transpose(order), dtype)
-    k = np.ascontiguousarray(w.transpose(order).reshape([w.shape[ax] for ax in spanned]), dtype)
+    last = spanned[-1]
+    channels = int(np.prod(x.shape[last + 1:]))
+    kernel = [w.shape[ax] for ax in spanned]
     inner = [pads[ax] for ax in spanned]
-    if len(spanned) == 1:
-        rows = xp.reshape(-1, xp.shape[-1])
-        out = np.empty(rows.shape, dtype)
-        _corr.correlate(rows, k.reshape(1, -1), out, 0, inner[0], boundary, fill)
-    else:
-        lead = [x.shape[ax] for ax in spanned[:-2]]
-        planes = xp.reshape(-1, *xp.shape[-2:])
+    if len(spanned) == 1 and channels >= _LONG_ROW:
+        # One filtered axis with long rows after it: planes of (that axis, the rest), no copy.
+        planes = _contiguous(x, dtype).reshape(-1, x.shape[last], channels)
         out = np.empty(planes.shape, dtype)
-        sources = _sources(planes.shape[0], lead, k.shape[:-2], inner[:-2], boundary)
-        _planes(planes, k.reshape(-1, *k.shape[-2:]), out, sources, inner[-2], inner[-1], boundary, fill)
+        _planes(planes, w.astype(dtype).reshape(1, -1, 1), out, _same_planes(planes.shape[0]), inner[0], 0,
+                boundary, fill, 1)
+        return out.reshape(x.shape)
+    if channels < _LONG_ROW and all(w.shape[ax] > 1 for ax in range(spanned[0], last)):
+        order = list(range(x.ndim))
+    else:
+        order = [ax for ax in range(x.ndim) if w.shape[ax] == 1] + spanned
+        channels = 1
+    xp = _contiguous(x.transpose(order), dtype)
+    k = np.ascontiguousarray(w.reshape(kernel), dtype)
+    if len(spanned) == 1:
+        kernel, inner = [1, *kernel], [0, *inner]
+    height = x.shape[spanned[-2]] if len(spanned) > 1 else 1
+    lead = [x.shape[ax] for ax in spanned[:-2]]
+    planes = xp.reshape(-1, height, x.shape[last] * channels)
+    out = np.empty(planes.shape, dtype)
+    sources = _sources(planes.shape[0], lead, kernel[:-2], inner[:-2], boundary)
+    _planes(planes, k.reshape(-1, *kernel[-2:]), out, sources, inner[-2], inner[-1], boundary, fill, channels)
     out = out.reshape(xp.shape)
     return out.transpose(np.argsort(order)) if order != sorted(order) else out
 
 
-#: A filtered axis followed by at least this many elements per index runs without a transpose.
+#: A filtered axis followed by at least this many elements per index runs without a transpose,
+#: its rows holding whole planes; fewer are channels interleaved in the rows.
 _LONG_ROW = 64
 
 
@@ -376,18 +381,19 @@ def _contiguous(x, dtype):
     return np.ascontiguousarray(x, dtype=dtype)
 
 
-def _planes(x, k, out, sources, p0, p1, boundary, fill):
+def _planes(x, k, out, sources, p0, p1, boundary, fill, channels):
     """``out[q] = sum_t corr(x[sources[q, t]], k[t])``: planes one at a time on the 2-D kernels
     when each is large enough to share among the threads, else all in one stack call."""
     q, t = sources.shape
     plane_work = out[0].size * k[0].size
-    if t == 1 and (q == 1 or plane_work >= _kernels.SERIAL_WORK):
+    if channels == 1 and t == 1 and (q == 1 or plane_work >= _kernels.SERIAL_WORK):
         for i in range(q):
             _corr.correlate(x[sources[i, 0]], k[0], out[i], p0, p1, boundary, fill)
         return
     twin = _corr.stack.pick(out.size * k[0].size * t)
-    step = q if twin is _corr.stack.serial else max(1, -(-q // (4 * _threads())))
-    twin(x, k, out, sources, p0, p1, boundary, fill, step)
+    height = out.shape[1]
+    rows = height if twin is _corr.stack.serial else min(height, max(16, -(-q * height // (4 * _threads()))))
+    twin(x, k, out, sources, p0, p1, boundary, fill, channels, rows)
 
 
 def _threads() -> int:

@@ -194,9 +194,20 @@ def test_stack_sums_plane_correlations_at_every_boundary(dtype, shapes, rng):
         results = []
         for twin, step in [("serial", 5), ("parallel", 1), ("parallel", 2)]:
             out = np.full((5, h, w), 7, dtype)
-            getattr(corr.stack, twin)(x, k, out, sources, p0, p1, boundary, fill, step)
+            getattr(corr.stack, twin)(x, k, out, sources, p0, p1, boundary, fill, 1, step)
             results.append(out)
         for other in results[1:]:
             np.testing.assert_array_equal(results[0], other)
         tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(results[0], expected, **tolerance)
+        # The same planes as the channels of interleaved rows.
+        interleaved = np.ascontiguousarray(np.concatenate([x, x[::-1]], axis=0).reshape(2, 4, h, w)
+                                           .transpose(1, 2, 3, 0)).reshape(4, h, w * 2)
+        out = np.full((5, h, w * 2), 7, dtype)
+        corr.stack.parallel(interleaved, k, out, sources, p0, p1, boundary, fill, 2, 1)
+        np.testing.assert_allclose(out[:, :, 0::2], expected, **tolerance)
+        mirrored = np.zeros((5, h, w), dtype)
+        for q, t in itertools.product(range(5), range(3)):
+            plane = np.full((h, w), fill) if sources[q, t] < 0 else x[3 - sources[q, t]]
+            mirrored[q] += naive.shifted_correlation(plane, k[t], (h, w), p0, p1, names[boundary], fill)
+        np.testing.assert_allclose(out[:, :, 1::2], mirrored, **tolerance)

@@ -252,64 +252,82 @@ def _extended(x, k, dst, ext, i, j0, p0, p1, boundary, fill, accumulate):
 # Stacks of planes: out[q] = sum over t of the correlation of x[sources[q, t]] with k[t].
 
 @kernel
-def stack(x, k, out, sources, p0, p1, boundary, fill, step):
+def stack(x, k, out, sources, p0, p1, boundary, fill, channels, rows):
     """``out[q]`` is the sum over ``t`` of the correlation (as :func:`correlate` defines it) of
-    ``x[sources[q, t]]`` with ``k[t]``; a source of -1 is a plane of ``fill`` values."""
-    planes = out.shape[0]
-    for t in prange((planes + step - 1) // step):
-        start = np.int64(t) * step
-        _stack_task(start, min(start + step, planes), x, k, out, sources, p0, p1, boundary, fill)
+    ``x[sources[q, t]]`` with ``k[t]``; a source of -1 is a plane of ``fill`` values. Rows hold
+    ``channels`` interleaved planes (an H x W x C image is ``x[0]`` of shape (H, W * C)), each
+    correlated on its own. A task is ``rows`` output rows of one plane."""
+    oh = out.shape[1]
+    parts = (oh + rows - 1) // rows
+    for t in prange(out.shape[0] * parts):
+        q = np.int64(t) // parts
+        start = (np.int64(t) % parts) * rows
+        _stack_task(q, start, min(start + rows, oh), x, k, out, sources, p0, p1, boundary, fill, channels)
 
 
 @shared
-def _stack_task(q0, q1, x, k, out, sources, p0, p1, boundary, fill):
+def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels):
     """Output row by output row, every product in turn while the row is in L1. Each product
     keeps its last ``kh`` source rows extended by the edge rule in a ring of scratch rows, so
-    that a source row is extended once per plane and the taps run over whole rows."""
+    that a source row is extended once per task and the taps run over whole rows (all
+    channels at once: a tap's neighbour is ``channels`` elements on)."""
     full_width()
-    oh, ow = out.shape[1], out.shape[2]
     products, kh, kw = k.shape
-    h, w = x.shape[1], x.shape[2]
-    ring = np.empty((products, kh, ow + kw - 1), x.dtype)
-    for q in range(q0, q1):
-        for i in range(oh):
-            dst = out[q, i]
-            _zero(dst)
-            for t in range(products):
-                s = sources[q, t]
-                for a in range(kh - 1 if i == 0 else 0, -1, -1):
-                    # On a plane's first row every slot is filled, then one new row per row.
-                    r = _source(i + kh - 1 - a - p0, h, boundary)
-                    slot = ring[t, (i + kh - 1 - a) % kh]
-                    if s < 0 or r < 0:
-                        for u in range(slot.shape[0]):
-                            slot[u] = fill
-                    else:
-                        _extend_row(slot, x[s, r], p1, w, boundary, fill)
-                kt = k[t]
-                if kh == 3 and kw == 3:
-                    _tile3x3_add(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3])
+    h, w = x.shape[1], x.shape[2] // channels
+    n = out.shape[2]
+    ring = np.empty((products, kh, n + (kw - 1) * channels), x.dtype)
+    for i in range(i0, i1):
+        dst = out[q, i]
+        _zero(dst)
+        for t in range(products):
+            s = sources[q, t]
+            for a in range(kh - 1 if i == i0 else 0, -1, -1):
+                # On a task's first row every slot is filled, then one new row per row.
+                r = _source(i + kh - 1 - a - p0, h, boundary)
+                slot = ring[t, (i + kh - 1 - a) % kh]
+                if s < 0 or r < 0:
+                    for u in range(slot.shape[0]):
+                        slot[u] = fill
                 else:
-                    for a in range(kh):
-                        _accumulate(dst, kt[a], ring[t, (i + a) % kh])
+                    _extend_row(slot, x[s, r], p1, w, boundary, fill, channels)
+            kt = k[t]
+            if kh == 3 and kw == 3:
+                _tile3x3_add(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3], channels)
+            elif channels == 1:
+                for a in range(kh):
+                    _accumulate(dst, kt[a], ring[t, (i + a) % kh])
+            else:
+                for a in range(kh):
+                    src = ring[t, (i + a) % kh]
+                    for b in range(kw):
+                        tap = kt[a, b]
+                        part = src[b * channels : b * channels + n]
+                        for j in range(n):
+                            dst[j] += tap * part[j]
 
 
 @helper
-def _extend_row(ext, row, p, n, boundary, fill):
-    """``ext[u]`` = ``row`` extended by the edge rule at position ``u - p``."""
-    m = ext.shape[0]
+def _extend_row(ext, row, p, n, boundary, fill, channels):
+    """``ext`` = ``row`` (``n`` positions of ``channels`` interleaved values) from position
+    ``-p`` on, positions past ``[0, n)`` by the edge rule."""
+    m = ext.shape[0] // channels
     lo = min(max(p, 0), m)
     hi = min(max(p + n, lo), m)
-    inside = ext[lo:hi]
-    part = row[lo - p : hi - p]
-    for u in range(hi - lo):
+    inside = ext[lo * channels : hi * channels]
+    part = row[(lo - p) * channels : (hi - p) * channels]
+    for u in range(inside.shape[0]):
         inside[u] = part[u]
     for u in range(lo):
-        c = _source(u - p, n, boundary)
-        ext[u] = fill if c < 0 else row[c]
+        _extend_position(ext, row, u, u - p, n, boundary, fill, channels)
     for u in range(hi, m):
-        c = _source(u - p, n, boundary)
-        ext[u] = fill if c < 0 else row[c]
+        _extend_position(ext, row, u, u - p, n, boundary, fill, channels)
+
+
+@helper
+def _extend_position(ext, row, u, position, n, boundary, fill, channels):
+    c = _source(position, n, boundary)
+    for v in range(channels):
+        ext[u * channels + v] = fill if c < 0 else row[c * channels + v]
 
 
 # Row helpers, inlined into the bodies that call them.
@@ -356,15 +374,16 @@ def _tile3x3(dst, k, s0, s1, s2):
 
 
 @helper
-def _tile3x3_add(dst, k, s0, s1, s2):
-    """``dst[j] +=`` :func:`_tile3x3`'s sum."""
+def _tile3x3_add(dst, k, s0, s1, s2, d):
+    """``dst[j] +=`` :func:`_tile3x3`'s sum with taps ``d`` elements apart (interleaved channels)."""
     a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
     b0, b1, b2 = k[1, 0], k[1, 1], k[1, 2]
     c0, c1, c2 = k[2, 0], k[2, 1], k[2, 2]
+    e = 2 * d
     for j in range(dst.shape[0]):
-        dst[j] += ((a0 * s0[j] + a1 * s0[j + 1] + a2 * s0[j + 2])
-                   + (b0 * s1[j] + b1 * s1[j + 1] + b2 * s1[j + 2])
-                   + (c0 * s2[j] + c1 * s2[j + 1] + c2 * s2[j + 2]))
+        dst[j] += ((a0 * s0[j] + a1 * s0[j + d] + a2 * s0[j + e])
+                   + (b0 * s1[j] + b1 * s1[j + d] + b2 * s1[j + e])
+                   + (c0 * s2[j] + c1 * s2[j + d] + c2 * s2[j + e]))
 
 
 @helper
