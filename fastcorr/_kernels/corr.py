@@ -292,7 +292,17 @@ def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
                     _extend_row(slot, x[s, r], p1, w, boundary, fill, channels)
             kt = k[t]
             if kh == 3 and kw == 3:
-                _tile3x3_add(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3], channels)
+                s0, s1, s2 = ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3]
+                # Literal tap distances for one, three (RGB) and four (RGBA) channels: a distance
+                # only known at run time makes the loop four times slower.
+                if channels == 1:
+                    _tile3x3_add(dst, kt, s0, s1, s2, 1)
+                elif channels == 3:
+                    _tile3x3_add(dst, kt, s0, s1, s2, 3)
+                elif channels == 4:
+                    _tile3x3_add(dst, kt, s0, s1, s2, 4)
+                else:
+                    _tile3x3_add(dst, kt, s0, s1, s2, channels)
             elif channels == 1:
                 for a in range(kh):
                     _accumulate(dst, kt[a], ring[t, (i + a) % kh])
