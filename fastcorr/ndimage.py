@@ -333,8 +333,8 @@ def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, c
     Axes the kernel spans (size > 1) are filtered, the others are planes of a stack: those
     before the filtered axes index the planes, a few elements after the last one are
     channels interleaved in its rows (an H x W x C image), and any other layout is
-    transposed (copied) to put the free axes first. One filtered axis runs as rows of a 2-D
-    call, two as planes, more as sums over the leading kernel offsets.
+    transposed (copied) to put the free axes first. One filtered axis runs as rows of one
+    plane, two as planes, more as sums over the leading kernel offsets.
     """
     dtype = compute_dtype(x.dtype, output_dtype)
     fill = dtype.type(cval)
@@ -361,10 +361,12 @@ def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, c
     xp = _contiguous(x.transpose(order), dtype)
     k = np.ascontiguousarray(w.reshape(kernel), dtype)
     if len(spanned) == 1:
+        # Rows of one plane, a kernel of one row: everything before the filtered axis is rows.
         kernel, inner = [1, *kernel], [0, *inner]
-    height = x.shape[spanned[-2]] if len(spanned) > 1 else 1
+        planes = xp.reshape(1, -1, x.shape[last] * channels)
+    else:
+        planes = xp.reshape(-1, x.shape[spanned[-2]], x.shape[last] * channels)
     lead = [x.shape[ax] for ax in spanned[:-2]]
-    planes = xp.reshape(-1, height, x.shape[last] * channels)
     out = np.empty(planes.shape, dtype)
     sources = _sources(planes.shape[0], lead, kernel[:-2], inner[:-2], boundary)
     _planes(planes, k.reshape(-1, *kernel[-2:]), out, sources, inner[-2], inner[-1], boundary, fill, channels)

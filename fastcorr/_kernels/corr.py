@@ -26,8 +26,9 @@ compiles only the loops it runs and no loop carries code it does not need:
   along it. Small calls (and small convolutions, plane by plane) run wholly on its body,
   through :func:`correlate_planes`.
 - Sums of correlations over stacks of planes (N-D correlation, one 2-D kernel slice per
-  leading kernel offset) run on :func:`stack`, a task per run of output planes, row by row
-  over source rows extended once each into a ring of scratch rows.
+  leading kernel offset), and images of interleaved channels, run on :func:`stack`: a task is
+  a run of output rows of one plane, each row taking every product in turn from source rows
+  extended once each into a ring of scratch rows.
 
 A task is a run of output rows (whole row pairs for the 3x3 tile): all of them in the
 serial twin, a share of them per thread in the parallel one, which run the same compiled
@@ -335,6 +336,7 @@ def _extend_row(ext, row, p, n, boundary, fill, channels):
 
 @helper
 def _extend_position(ext, row, u, position, n, boundary, fill, channels):
+    """Every channel of ``ext`` at ``u`` from ``row`` at ``position``, by the edge rule."""
     c = _source(position, n, boundary)
     for v in range(channels):
         ext[u * channels + v] = fill if c < 0 else row[c * channels + v]
