@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
@@ -163,11 +164,6 @@ def _correlate_or_convolve(input, weights, output, mode, cval, origin, convoluti
         return _complex(input, weights, output, cval, mode, origin, convolution, axes)
     axes = check_axes(axes, input.ndim)
     weights, origins = expand(input.ndim, np.asarray(weights, dtype=np.float64), origin, axes, convolution)
-    wshape = [n for n in weights.shape if n > 0]
-    for o, n in zip(origins, wshape):
-        if o < -(n // 2) or o > (n - 1) // 2:
-            raise ValueError("Invalid origin; origin must satisfy -(weights.shape[k] // 2) <= origin[k] <= "
-                             "(weights.shape[k]-1) // 2")
     output, dtype = _get_output(output, input)
     boundary = check_mode(mode)
     origins = [_origin_int(o) for o in origins]
@@ -219,7 +215,8 @@ def check_axes(axes, ndim: int) -> tuple[int, ...]:
 
 def expand(ndim: int, weights: np.ndarray, origin, axes: tuple[int, ...], convolution: bool):
     """``weights`` and ``origin`` over every axis of an ``ndim``-dimensional input (size 1 and
-    origin 0 off ``axes``), flipped and shifted for a convolution: then the correlation's."""
+    origin 0 off ``axes``), flipped and shifted for a convolution: then the correlation's.
+    scipy's errors for weights of the wrong number of dimensions and origins outside them."""
     weights = _expand_weights(ndim, axes, weights)
     origins = _expand_origin(ndim, axes, origin)
     wshape = [n for n in weights.shape if n > 0]
@@ -228,6 +225,10 @@ def expand(ndim: int, weights: np.ndarray, origin, axes: tuple[int, ...], convol
     if convolution:
         weights = weights[(slice(None, None, -1),) * weights.ndim]
         origins = [-o - (1 - n % 2) for o, n in zip(origins, weights.shape)]
+    for o, n in zip(origins, wshape):
+        if o < -(n // 2) or o > (n - 1) // 2:
+            raise ValueError("Invalid origin; origin must satisfy -(weights.shape[k] // 2) <= origin[k] <= "
+                             "(weights.shape[k]-1) // 2")
     return weights, origins
 
 
@@ -255,13 +256,16 @@ def _expand_origin(ndim, axes, origin):
 
 
 def _origin_int(origin) -> int:
+    """An origin as scipy's C code takes it: an int, not a bool or a float."""
     if isinstance(origin, (bool, np.bool_)):
         raise TypeError("an integer is required")
     return operator.index(origin)
 
 
 def _real_cval(cval) -> float:
-    if isinstance(cval, (complex, np.complexfloating)) and not isinstance(cval, np.generic):
+    """``cval`` as scipy's C code takes it for a real filter: a real number (a numpy complex
+    scalar loses its imaginary part with numpy's warning)."""
+    if isinstance(cval, complex) and not isinstance(cval, np.generic):
         raise TypeError(f"must be real number, not {type(cval).__name__}")
     if isinstance(cval, np.complexfloating):
         warnings.warn("Casting complex values to real discards the imaginary part", np.exceptions.ComplexWarning,
@@ -348,9 +352,9 @@ def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, c
     inner = [pads[ax] for ax in spanned]
     if len(spanned) == 1 and channels >= _LONG_ROW:
         # One filtered axis with long rows after it: planes of (that axis, the rest), no copy.
-        planes = _contiguous(x, dtype).reshape(-1, x.shape[last], channels)
+        planes = np.ascontiguousarray(x, dtype).reshape(-1, x.shape[last], channels)
         out = np.empty(planes.shape, dtype)
-        _planes(planes, w.astype(dtype).reshape(1, -1, 1), out, _same_planes(planes.shape[0]), inner[0], 0,
+        _planes(planes, w.astype(dtype).reshape(1, -1, 1), out, np.arange(planes.shape[0], dtype=np.int64)[:, None], inner[0], 0,
                 boundary, fill, 1)
         return out.reshape(x.shape)
     if channels < _LONG_ROW and all(w.shape[ax] > 1 for ax in range(spanned[0], last)):
@@ -358,7 +362,7 @@ def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, c
     else:
         order = [ax for ax in range(x.ndim) if w.shape[ax] == 1] + spanned
         channels = 1
-    xp = _contiguous(x.transpose(order), dtype)
+    xp = np.ascontiguousarray(x.transpose(order), dtype)
     k = np.ascontiguousarray(w.reshape(kernel), dtype)
     if len(spanned) == 1:
         # Rows of one plane, a kernel of one row: everything before the filtered axis is rows.
@@ -379,10 +383,6 @@ def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, c
 _LONG_ROW = 64
 
 
-def _contiguous(x, dtype):
-    return np.ascontiguousarray(x, dtype=dtype)
-
-
 def _planes(x, k, out, sources, p0, p1, boundary, fill, channels):
     """``out[q] = sum_t corr(x[sources[q, t]], k[t])``: planes one at a time on the 2-D kernels
     when each is large enough to share among the threads, else all in one stack call."""
@@ -394,18 +394,10 @@ def _planes(x, k, out, sources, p0, p1, boundary, fill, channels):
         return
     twin = _corr.stack.pick(out.size * k[0].size * t)
     height = out.shape[1]
-    rows = height if twin is _corr.stack.serial else min(height, max(16, -(-q * height // (4 * _threads()))))
+    # Parallel: about four tasks per thread, of 16 rows at least (each refills its ring of rows).
+    share = -(-q * height // (4 * numba.get_num_threads()))
+    rows = height if twin is _corr.stack.serial else min(height, max(16, share))
     twin(x, k, out, sources, p0, p1, boundary, fill, channels, rows)
-
-
-def _threads() -> int:
-    import numba
-
-    return numba.get_num_threads()
-
-
-def _same_planes(q: int) -> np.ndarray:
-    return np.arange(q, dtype=np.int64)[:, None]
 
 
 def _sources(planes: int, lead: Sequence[int], kernel: Sequence[int], pads: Sequence[int], boundary: int) -> np.ndarray:
