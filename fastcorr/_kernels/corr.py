@@ -279,7 +279,6 @@ def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
     ring = np.empty((products, kh, n + (kw - 1) * channels), x.dtype)
     for i in range(i0, i1):
         dst = out[q, i]
-        _zero(dst)
         for t in range(products):
             s = sources[q, t]
             for a in range(kh - 1 if i == i0 else 0, -1, -1):
@@ -292,18 +291,24 @@ def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
                 else:
                     _extend_row(slot, x[s, r], p1, w, boundary, fill, channels)
             kt = k[t]
-            if kh == 3 and kw == 3:
+            if kh == 3 and kw == 3 and channels in (1, 3):
                 s0, s1, s2 = ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3]
-                # Literal tap distances for one, three (RGB) and four (RGBA) channels: a distance
-                # only known at run time makes the loop four times slower.
+                # Literal tap distances for one and three (RGB) channels (a distance known only
+                # at run time makes the loop four times slower); the first product writes.
                 if channels == 1:
-                    _tile3x3_add(dst, kt, s0, s1, s2, 1)
-                elif channels == 3:
-                    _tile3x3_add(dst, kt, s0, s1, s2, 3)
-                elif channels == 4:
-                    _tile3x3_add(dst, kt, s0, s1, s2, 4)
+                    if t == 0:
+                        _tile3x3_channels(dst, kt, s0, s1, s2, 1, False)
+                    else:
+                        _tile3x3_channels(dst, kt, s0, s1, s2, 1, True)
+                elif t == 0:
+                    _tile3x3_channels(dst, kt, s0, s1, s2, 3, False)
                 else:
-                    _tile3x3_add(dst, kt, s0, s1, s2, channels)
+                    _tile3x3_channels(dst, kt, s0, s1, s2, 3, True)
+                continue
+            if t == 0:
+                _zero(dst)
+            if kh == 3 and kw == 3:
+                _tile3x3_channels(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3], channels, True)
             elif channels == 1:
                 for a in range(kh):
                     _accumulate(dst, kt[a], ring[t, (i + a) % kh])
@@ -386,16 +391,18 @@ def _tile3x3(dst, k, s0, s1, s2):
 
 
 @helper
-def _tile3x3_add(dst, k, s0, s1, s2, d):
-    """``dst[j] +=`` :func:`_tile3x3`'s sum with taps ``d`` elements apart (interleaved channels)."""
+def _tile3x3_channels(dst, k, s0, s1, s2, d, add):
+    """:func:`_tile3x3`'s sum with taps ``d`` elements apart (interleaved channels), written
+    into ``dst`` or, when ``add``, added to it."""
     a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
     b0, b1, b2 = k[1, 0], k[1, 1], k[1, 2]
     c0, c1, c2 = k[2, 0], k[2, 1], k[2, 2]
     e = 2 * d
     for j in range(dst.shape[0]):
-        dst[j] += ((a0 * s0[j] + a1 * s0[j + d] + a2 * s0[j + e])
-                   + (b0 * s1[j] + b1 * s1[j + d] + b2 * s1[j + e])
-                   + (c0 * s2[j] + c1 * s2[j + d] + c2 * s2[j + e]))
+        total = ((a0 * s0[j] + a1 * s0[j + d] + a2 * s0[j + e])
+                 + (b0 * s1[j] + b1 * s1[j + d] + b2 * s1[j + e])
+                 + (c0 * s2[j] + c1 * s2[j + d] + c2 * s2[j + e]))
+        dst[j] = dst[j] + total if add else total
 
 
 @helper
