@@ -62,3 +62,27 @@ def test_training_step(benchmark, impl):
     (case,) = _bench.training_step_case()
     benchmark.group = case.label
     benchmark(case.impls[impl])
+
+
+#: --bench-small: fastcorr.ndimage's cases on small arrays.
+SMALL_NDIMAGE = dict(NDIMAGE=[((64, 64), (3, 3)), ((64, 64), (5, 5)), ((16, 16, 16), (3, 3, 3))],
+                     COLOUR=((32, 32, 3), (3, 3)), DASK_IMAGE=((64, 64), (16, 16), (5, 5)))
+NDIMAGE_KINDS = {"3x3": lambda label: label.endswith(" 3x3 " + label.split()[-1]) and "colour" not in label,
+                 "5x5": lambda label: " 5x5 " in label and not label.startswith("dask"),
+                 "volume": lambda label: "3x3x3" in label, "colour": lambda label: "colour" in label,
+                 "dask": lambda label: label.startswith("dask")}
+
+
+@pytest.mark.parametrize("impl", ["fastcorr", "scipy.ndimage", "cv2", "dask_image"])
+@DTYPES
+@pytest.mark.parametrize("kind", list(NDIMAGE_KINDS))
+def test_ndimage(benchmark, kind, dtype, impl, request, monkeypatch):
+    if request.config.getoption("bench_small", default=False):
+        for name, value in SMALL_NDIMAGE.items():
+            monkeypatch.setattr(_bench, name, value)
+    cases = [case for case in _bench.ndimage_cases(dtype) if NDIMAGE_KINDS[kind](case.label)]
+    if not cases or impl not in cases[0].impls:
+        pytest.skip(f"{impl} not installed or not run for {kind} {np.dtype(dtype).name}")
+    (case,) = cases
+    benchmark.group = case.label
+    benchmark(case.impls[impl])

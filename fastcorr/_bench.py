@@ -33,6 +33,12 @@ QUICK = [((6, 8), (1, 2)), ((64, 64), (3, 3)), ((512, 512), (3, 3)), ((2048, 204
 LARGE = [((1024, 1024), (63, 63))]
 #: Batched layers (N, C, H, W, O, k, padding), against torch.
 BATCHED = [(64, 1, 28, 28, 6, 5, 0), (32, 16, 32, 32, 32, 3, 1), (8, 64, 56, 56, 64, 3, 1)]
+#: fastcorr.ndimage.correlate (mode 'reflect') against scipy.ndimage: (image shape, kernel shape).
+NDIMAGE = [((2048, 2048), (3, 3)), ((2048, 2048), (5, 5)), ((128, 128, 128), (3, 3, 3))]
+#: An H x W x 3 colour image with a 3x3 kernel, plane by plane ('mirror', OpenCV's default border).
+COLOUR = ((1024, 1024, 3), (3, 3))
+#: A chunked image for fastcorr.dask against dask_image: (shape, chunks, kernel shape).
+DASK_IMAGE = ((4096, 4096), (1024, 1024), (5, 5))
 #: Direct scipy.signal.correlate2d is skipped above this many multiply-adds (it would take minutes).
 SCIPY_LIMIT = 3e9
 
@@ -237,6 +243,52 @@ def training_step_case() -> list[Case]:
                  row=("layer", "training step, 6×8, 1×2", "float32"))]
 
 
+def ndimage_cases(dtype, quick: bool = False) -> list[Case]:
+    """``fastcorr.ndimage.correlate`` against ``scipy.ndimage.correlate`` (images and a volume,
+    mode 'reflect'), OpenCV's ``filter2D`` on a colour image ('mirror', OpenCV's default
+    border), and ``fastcorr.dask.ndimage_correlate`` against ``dask_image`` when installed."""
+    import fastcorr.ndimage as fnd
+
+    ndimage, cv2 = _optional("scipy.ndimage"), _optional("cv2")
+    rng = np.random.default_rng(0)
+    name = np.dtype(dtype).name
+    cases = []
+    for shape, kshape in NDIMAGE[:1] if quick else NDIMAGE:
+        if len(shape) == 3 and dtype != np.float32:
+            continue
+        x = rng.standard_normal(shape).astype(dtype)
+        w = rng.standard_normal(kshape).astype(dtype)
+        impls: dict[str, Callable[[], object]] = {"fastcorr": lambda x=x, w=w: fnd.correlate(x, w)}
+        if ndimage is not None:
+            impls["scipy.ndimage"] = lambda x=x, w=w: ndimage.correlate(x, w)
+        label = "x".join(map(str, shape)) + " " + "x".join(map(str, kshape))
+        cases.append(Case(f"ndimage {label} {name}", float(np.prod(shape) * np.prod(kshape)), impls))
+    shape, kshape = COLOUR
+    image = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(kshape).astype(dtype)
+    impls = {"fastcorr": lambda: fnd.correlate(image, w, mode="mirror", axes=(0, 1))}
+    if cv2 is not None:
+        impls["cv2"] = lambda: cv2.filter2D(image, -1, w)
+    if ndimage is not None and not quick:
+        impls["scipy.ndimage"] = lambda: ndimage.correlate(image, w, mode="mirror", axes=(0, 1))
+    cases.append(Case(f"ndimage {shape[0]}x{shape[1]}x{shape[2]} colour 3x3 mirror {name}",
+                      float(np.prod(shape) * np.prod(kshape)), impls))
+    dask_image = _optional("dask_image.ndfilters")
+    if dask_image is not None and not quick:
+        import dask.array as da
+
+        import fastcorr.dask as fcd
+
+        shape, chunks, kshape = DASK_IMAGE
+        lazy = da.from_array(rng.standard_normal(shape).astype(dtype), chunks=chunks)
+        w = rng.standard_normal(kshape).astype(dtype)
+        cases.append(Case(f"dask {shape[0]}x{shape[1]} in {chunks[0]}x{chunks[1]} chunks {kshape[0]}x{kshape[1]} {name}",
+                          float(np.prod(shape) * np.prod(kshape)), {
+                              "fastcorr": lambda: fcd.ndimage_correlate(lazy, w).compute(scheduler="threads"),
+                              "dask_image": lambda: dask_image.correlate(lazy, w).compute(scheduler="threads")}))
+    return cases
+
+
 def gemm_rate(rounds: int = 5) -> float:
     """GFLOP/s of a 2048x2048 float32 matrix product (BLAS, all cores)."""
     a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
@@ -307,7 +359,7 @@ def machine() -> str:
 def table(cases: list[Case]) -> str:
     """Medians in ms and, per peer, fastcorr's time as a fraction of the peer's."""
     order = ["fastcorr serial", "chapter loops", "scipy", "scipy.ndimage", "scipy fftconvolve", "scipy oaconvolve",
-             "cv2", "torch", "np.copyto"]
+             "cv2", "torch", "dask_image", "np.copyto"]
     peers = sorted({name for case in cases for name in case.impls} - {"fastcorr"}, key=order.index)
     head = "| case | fastcorr ms | " + " | ".join(f"{p} ms (fastcorr/{p})" for p in peers) + " |"
     rows = [head, "|" + "---|" * (2 + len(peers))]
@@ -410,6 +462,8 @@ def run(quick: bool = False, rounds: int = 9, plot_path: str | None = None, echo
     for dtype in (np.float32, np.float64):
         for case in single_cases(QUICK if quick else SINGLE, dtype) + large_kernel_cases(dtype):
             cases.append(measure(case, rounds))
+    for dtype in (np.float32, np.float64):
+        cases += [measure(case, rounds) for case in ndimage_cases(dtype, quick)]
     if torch is not None:
         for dtype in (np.float32, np.float64):
             cases += [measure(case, rounds) for case in batched_cases(dtype)]

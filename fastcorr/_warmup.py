@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import DTypeLike
 
-from fastcorr import _kernels, _validate, conv, signal
+from fastcorr import _kernels, _validate, conv, ndimage, signal
 
 
 def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
@@ -44,6 +44,10 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
              lambda: signal.corr2d_grad(image, np.full((3, 3), np.inf, dtype), sample(38, 38))),
         ]
     if dtype.kind == "f":
+        steps.append(("ndimage, volumes and colour images (stacks of planes)",
+                      lambda: [ndimage.correlate(sample(6, 12, 12), sample(3, 3, 3)),
+                               ndimage.correlate(sample(12, 12, 3), sample(3, 3), axes=(0, 1)),
+                               ndimage.correlate(sample(6, 12, 12), sample(2, 3, 4), mode="mirror")]))
         x = sample(2, 4, 12, 12)
 
         def layer(weight, x=x, **geometry):
@@ -84,7 +88,7 @@ def warmup(dtypes: Sequence[DTypeLike] = (np.float32, np.float64), progress: boo
     --------
     >>> import fastcorr as fc
     >>> fc.warmup(["float64"])  # doctest: +SKIP
-    24
+    26
     """
     chosen = [np.dtype(t) for t in dtypes]
     for dtype in chosen:

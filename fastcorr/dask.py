@@ -1,4 +1,5 @@
-"""corr2d, correlate2d, convolve2d and conv2d on dask arrays: lazy in, lazy out.
+"""corr2d, correlate2d, convolve2d, conv2d and ndimage_correlate / ndimage_convolve on dask
+arrays: lazy in, lazy out.
 
 Each function validates eagerly (same errors as the in-memory function), extends the
 image by its boundary rule, shares a halo of ``kernel size - 1`` between neighbouring
@@ -28,10 +29,11 @@ from numpy.typing import ArrayLike
 
 from fastcorr import _validate
 from fastcorr import conv as _conv
+from fastcorr import ndimage as _ndimage
 from fastcorr import signal as _signal
 from fastcorr._kernels import corr as _corr
 
-__all__ = ["corr2d", "correlate2d", "convolve2d", "conv2d"]
+__all__ = ["corr2d", "correlate2d", "convolve2d", "conv2d", "ndimage_correlate", "ndimage_convolve"]
 
 
 def corr2d(X: da.Array | ArrayLike, K: ArrayLike) -> da.Array:
@@ -274,6 +276,116 @@ def conv2d(
                    chunks=(x.chunks[0], (o,), rows.out, cols.out), dtype=dtype)
 
 
+def ndimage_correlate(
+    input: da.Array | ArrayLike,
+    weights: ArrayLike,
+    mode: _ndimage.Mode = "reflect",
+    cval: float = 0.0,
+    origin: int | tuple[int, ...] = 0,
+    *,
+    axes: int | tuple[int, ...] | None = None,
+) -> da.Array:
+    """Lazy N-D correlation of a dask array, as ``scipy.ndimage.correlate``.
+
+    :func:`fastcorr.ndimage.correlate` chunk by chunk (``dask_image.ndfilters.correlate``'s
+    job): the same shape, dtype and values (integers exactly, floats to rounding) for every
+    mode, origin and ``axes``, whatever the chunking.
+
+    Parameters
+    ----------
+    input : dask.array.Array
+        Any number of dimensions, chunked any way (other array-likes are wrapped with
+        ``da.asarray``). Along each filtered axis, chunks narrower than the kernel's reach
+        are merged with a neighbour.
+    weights : array_like
+        The kernel, in memory; a dask array is computed first.
+    mode, cval, origin, axes
+        As :func:`fastcorr.ndimage.correlate`. There is no ``output``: the result is a new
+        lazy array of the in-memory function's dtype.
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy, ``input``'s shape and chunks (but where merged).
+
+    Raises
+    ------
+    RuntimeError, ValueError, TypeError
+        Every error of :func:`fastcorr.ndimage.correlate`, raised at the call.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import fastcorr.dask as fcd
+    >>> x = da.from_array(np.arange(12.0).reshape(3, 4), chunks=2)
+    >>> y = fcd.ndimage_correlate(x, [[1.0, 1.0]], mode="nearest")
+    >>> y.chunks
+    ((2, 1), (2, 2))
+    >>> y.compute()
+    array([[ 0.,  1.,  3.,  5.],
+           [ 8.,  9., 11., 13.],
+           [16., 17., 19., 21.]])
+    """
+    return _ndimage_style("ndimage_correlate", input, weights, mode, cval, origin, axes, convolution=False)
+
+
+def ndimage_convolve(
+    input: da.Array | ArrayLike,
+    weights: ArrayLike,
+    mode: _ndimage.Mode = "reflect",
+    cval: float = 0.0,
+    origin: int | tuple[int, ...] = 0,
+    *,
+    axes: int | tuple[int, ...] | None = None,
+) -> da.Array:
+    """Lazy N-D convolution of a dask array, as ``scipy.ndimage.convolve``.
+
+    :func:`fastcorr.ndimage.convolve` chunk by chunk. Parameters, chunks, dtypes and errors
+    as :func:`ndimage_correlate`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import fastcorr.dask as fcd
+    >>> x = da.from_array(np.array([1, 2, 3, 4, 5, 6]), chunks=2)
+    >>> fcd.ndimage_convolve(x, [1, 0, -1], mode="wrap").compute()
+    array([-4,  2,  2,  2,  2, -4])
+    """
+    return _ndimage_style("ndimage_convolve", input, weights, mode, cval, origin, axes, convolution=True)
+
+
+def _ndimage_style(func, input, weights, mode, cval, origin, axes, convolution):
+    x = _image(input, "input", func)
+    weights = np.asarray(_in_memory(weights))
+    in_memory = _ndimage.convolve if convolution else _ndimage.correlate
+    # The in-memory function on one element of the input's dtype: its errors, and the dtype.
+    dtype = in_memory(np.zeros((1,) * x.ndim, x.dtype), weights, None, mode, cval, origin, axes=axes).dtype
+    boundary = _ndimage.check_mode(mode)
+    axes = _ndimage.check_axes(axes, x.ndim)
+    if weights.dtype.kind != "c":
+        weights = weights.astype(np.float64)
+    w, origins = _ndimage.expand(x.ndim, weights, origin, axes, convolution)
+    if x.size == 0 or w.size == 0:
+        return da.from_array(in_memory(np.zeros(x.shape, x.dtype), weights, None, mode, cval, origin, axes=axes))
+    # The correlation's kernel; correlate conjugates complex weights, so a convolution's
+    # flipped weights are conjugated first.
+    w = np.conj(w) if convolution and w.dtype.kind == "c" else w
+    plans = {ax: _plan(x.chunks[ax], x.shape[ax], x.shape[ax], n, n // 2 + int(o))
+             for ax, (n, o) in enumerate(zip(w.shape, origins)) if n > 1}
+    fill = complex(cval) if x.dtype.kind == "c" else cval
+    halo = _halo(x, plans, boundary, x.dtype.type(fill))
+    chunks = tuple(plans[ax].out if ax in plans else x.chunks[ax] for ax in range(x.ndim))
+    return _blocks(func, _ndimage_valid, halo, dask.delayed(w, pure=True), chunks=chunks, dtype=dtype)
+
+
+def _ndimage_valid(block, w):
+    """The outputs of ``block`` whose taps all fall inside it: ``out[i] = sum_a w[a] * block[i + a]``."""
+    out = _ndimage.correlate(block, w, mode="constant", origin=[-(n // 2) for n in w.shape])
+    return out[tuple(slice(0, s - n + 1) for s, n in zip(block.shape, w.shape))]
+
+
 def _scipy_style(func, in1, in2, mode, boundary, fillvalue, method, convolve):
     in1 = _image(in1, "in1", func)
     in2 = np.asarray(_in_memory(in2))
@@ -363,6 +475,11 @@ def _extend(x, axis, before, after, boundary, fill):
         return x
     if boundary == _corr.FILL:
         pieces = [_constant(x, axis, before, fill), x, _constant(x, axis, after, fill)]
+    elif boundary in (_corr.NEAREST, _corr.MIRROR):
+        n = x.shape[axis]
+        pieces = [da.take(x, _ndimage.edge_index(np.arange(start, stop), n, boundary), axis=axis) if stop > start else None
+                  for start, stop in ((-before, 0), (n, n + after))]
+        pieces.insert(1, x)
     else:
         n = x.shape[axis]
         pieces = []

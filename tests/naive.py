@@ -18,17 +18,52 @@ def corr2d(X, K):
     return Y
 
 
-def extended(x, t, u, boundary, fill):
-    """x[t, u] with x extended beyond its edges: 'fill', 'wrap' or 'symm'."""
-    h, w = x.shape
-    if 0 <= t < h and 0 <= u < w:
-        return x[t, u]
+def source(t, n, boundary):
+    """The index that position ``t`` of an axis of length ``n`` reads when the axis is extended by
+    ``boundary`` ('fill', 'wrap', 'symm', 'nearest' or 'mirror'); None for the fill value."""
+    if 0 <= t < n:
+        return t
     if boundary == "fill":
-        return fill
+        return None
     if boundary == "wrap":
-        return x[t % h, u % w]
-    t, u = t % (2 * h), u % (2 * w)
-    return x[t if t < h else 2 * h - 1 - t, u if u < w else 2 * w - 1 - u]
+        return t % n
+    if boundary == "nearest":
+        return 0 if t < 0 else n - 1
+    if boundary == "mirror":
+        if n == 1:
+            return 0
+        t %= 2 * n - 2
+        return t if t < n else 2 * n - 2 - t
+    t %= 2 * n
+    return t if t < n else 2 * n - 1 - t
+
+
+def extended(x, t, u, boundary, fill):
+    """x[t, u] with x extended beyond its edges by ``boundary`` (:func:`source`)."""
+    r, c = source(t, x.shape[0], boundary), source(u, x.shape[1], boundary)
+    return fill if r is None or c is None else x[r, c]
+
+
+#: scipy.ndimage's mode names as :func:`source`'s.
+NDIMAGE_MODES = {"reflect": "symm", "grid-mirror": "symm", "constant": "fill", "grid-constant": "fill",
+                 "nearest": "nearest", "mirror": "mirror", "wrap": "wrap", "grid-wrap": "wrap"}
+
+
+def ndimage_correlate(x, w, mode="reflect", cval=0.0, origin=0):
+    """scipy.ndimage.correlate of real arrays as loops, in float64: every output, every tap,
+    ``out[i] = sum_a w[a] * ext(x)[i + a - (w.shape // 2 + origin)]``."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    origins = [origin] * x.ndim if np.ndim(origin) == 0 else list(origin)
+    pads = [n // 2 + o for n, o in zip(w.shape, origins)]
+    boundary = NDIMAGE_MODES[mode]
+    out = np.zeros(x.shape)
+    for i in itertools.product(*map(range, x.shape)):
+        acc = 0.0
+        for a in itertools.product(*map(range, w.shape)):
+            t = [source(ii + aa - p, n, boundary) for ii, aa, p, n in zip(i, a, pads, x.shape)]
+            acc += w[a] * (cval if None in t else x[tuple(t)])
+        out[i] = acc
+    return out
 
 
 def shifted_correlation(x, k, shape, p0, p1, boundary, fill):

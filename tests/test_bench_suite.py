@@ -45,10 +45,14 @@ def test_every_benchmark_runs_once_with_every_installed_peer():
     passed = re.findall(r"^PASSED bench/test_bench\.py::(\w+)\[(.+)\]$", result.stdout, re.MULTILINE)
     ran = {(test, params.rsplit("-", 1)[-1]) for test, params in passed}
     expected = {("test_single_image", impl) for impl in ["fastcorr", "fastcorr serial", "chapter loops", "np.copyto"]}
+    expected.add(("test_ndimage", "fastcorr"))
     if installed("scipy"):
         expected |= {("test_single_image", impl) for impl in ["scipy", "scipy.ndimage", "scipy fftconvolve"]}
+        expected.add(("test_ndimage", "scipy.ndimage"))
     if installed("cv2"):
-        expected.add(("test_single_image", "cv2"))
+        expected |= {("test_single_image", "cv2"), ("test_ndimage", "cv2")}
+    if installed("dask_image"):
+        expected.add(("test_ndimage", "dask_image"))
     if installed("torch"):
         expected |= {(test, impl) for test in ["test_single_image", "test_layer"] for impl in ["fastcorr", "torch"]}
         expected |= {("test_training_step", "fastcorr"), ("test_training_step", "torch")}

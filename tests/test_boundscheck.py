@@ -12,8 +12,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATHS = """
 import itertools
 import numpy as np
+import scipy.ndimage
 import scipy.signal
 import fastcorr as fc
+import fastcorr.ndimage as fnd
 from fastcorr import _kernels
 
 rng = np.random.default_rng(0)
@@ -50,6 +52,15 @@ for twin_limit in (2**62, 0):
         x[0, 0, 0, 0], weight[0, 0, 0, 0] = np.inf, np.nan
         fc.conv2d_input_grad(x.shape, weight, dy, **kwargs)
         fc.conv2d_weight_grad(x, weight.shape, dy, **kwargs)
+    for shape, kshape, axes in [((5, 6, 7), (3, 3, 3), None), ((3, 4, 2), (7, 2, 5), None), ((40,), (4,), None),
+                                ((9, 11, 3), (3, 3), (0, 1)), ((6, 5, 2), (4, 6), (0, 1)), ((7, 8, 4), (3, 3), (0, 1)),
+                                ((5, 7, 5), (2, 3), (0, 1)), ((2, 3, 4, 5), (2, 3, 2, 3), None)]:
+        x, k = rng.standard_normal(shape), rng.standard_normal(kshape)
+        for mode in ["reflect", "constant", "nearest", "mirror", "wrap"]:
+            for func in ("correlate", "convolve"):
+                got = getattr(fnd, func)(x, k, mode=mode, cval=0.5, axes=axes)
+                expected = getattr(scipy.ndimage, func)(x, k, mode=mode, cval=0.5, axes=axes)
+                np.testing.assert_allclose(got, expected, atol=1e-12)
 print("within bounds")
 """
 

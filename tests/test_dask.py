@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastcorr as fc
+import fastcorr.ndimage as fnd
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
@@ -171,6 +172,8 @@ def counted(block):
         lambda X: fcd.corr2d(X, np.ones((2, 2))),
         lambda X: fcd.conv2d(X[None, None], np.ones((1, 1, 3, 3)), padding=1),
         lambda X: fcd.conv2d(X[None, None], np.ones((1, 1, 3, 3)), stride=2),
+        lambda X: fcd.ndimage_correlate(X, np.ones((3, 3)), mode="mirror"),
+        lambda X: fcd.ndimage_convolve(X[None], np.ones((2, 3, 3)), mode="nearest"),
     ],
 )
 def test_calls_are_lazy(make):
@@ -444,3 +447,62 @@ def test_import_error_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "fastcorr.dask")
     with pytest.raises(ImportError, match=re.escape('pip install "fastcorr[dask]"')):
         importlib.import_module("fastcorr.dask")
+
+
+NDIMAGE_MODES = ["reflect", "constant", "nearest", "mirror", "wrap", "grid-mirror", "grid-constant", "grid-wrap"]
+
+
+@st.composite
+def ndimage_problems(draw):
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.lists(st.integers(1, 9), min_size=ndim, max_size=ndim)))
+    wshape = tuple(draw(st.integers(1, n + 2)) for n in shape)
+    origin = [draw(st.integers(-(n // 2), (n - 1) // 2)) for n in wshape]
+    chunks = tuple(draw(st.integers(1, n)) for n in shape)
+    return shape, wshape, origin, chunks
+
+
+@given(problem=ndimage_problems(), func=st.sampled_from(["correlate", "convolve"]),
+       mode=st.sampled_from(NDIMAGE_MODES), dtype=st.sampled_from([np.float64, np.int16, np.float32]),
+       seed=st.integers(0, 2**16))
+def test_ndimage_any_chunking_matches_in_memory(problem, func, mode, dtype, seed):
+    """Chunks down to one element (smaller than the kernel), kernels larger than the array, every
+    mode and origin, 1-D to 3-D: the in-memory function's shape, dtype and values."""
+    shape, wshape, origin, chunks = problem
+    rng = np.random.default_rng(seed)
+    x = sample(rng, shape, dtype)
+    w = rng.integers(-3, 4, wshape).astype(np.float64)
+    expected = getattr(fnd, func)(x, w, mode=mode, cval=2.0, origin=origin)
+    lazy = getattr(fcd, f"ndimage_{func}")(da.from_array(x, chunks=chunks), w, mode=mode, cval=2.0, origin=origin)
+    assert_lazy_equal(lazy, expected)
+
+
+@pytest.mark.parametrize("func", ["correlate", "convolve"])
+def test_ndimage_stacks_colour_and_complex(func, rng):
+    image = sample(rng, (20, 30, 3), np.uint8)
+    w = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]])
+    lazy = getattr(fcd, f"ndimage_{func}")(da.from_array(image, chunks=(7, 8, 1)), w, mode="mirror", axes=(0, 1))
+    assert_lazy_equal(lazy, getattr(fnd, func)(image, w, mode="mirror", axes=(0, 1)))
+    z = sample(rng, (12, 10), np.complex128)
+    wz = sample(rng, (3, 2), np.complex128)
+    lazy = getattr(fcd, f"ndimage_{func}")(da.from_array(z, chunks=4), wz, mode="constant", cval=1 - 2j, origin=(1, 0))
+    assert_lazy_equal(lazy, getattr(fnd, func)(z, wz, mode="constant", cval=1 - 2j, origin=(1, 0)))
+
+
+@pytest.mark.parametrize("kwargs, exception", [
+    (dict(mode="foo"), RuntimeError), (dict(mode=["reflect", "wrap"]), RuntimeError), (dict(origin=3), ValueError),
+    (dict(axes=(0, 0)), ValueError), (dict(axes=(2,)), ValueError), (dict(weights=np.ones(3)), RuntimeError),
+    (dict(cval="a"), TypeError)])
+def test_ndimage_bad_input_raises_at_the_call(kwargs, exception):
+    arguments = dict(input=da.ones((6, 6), chunks=3), weights=np.ones((3, 3)))
+    arguments.update(kwargs)
+    with pytest.raises(exception):
+        fnd.correlate(**{**arguments, "input": np.ones((6, 6))})
+    with pytest.raises(exception):
+        fcd.ndimage_correlate(**arguments)
+
+
+def test_ndimage_takes_dask_weights(rng):
+    x = sample(rng, (16, 16), np.float64)
+    lazy = fcd.ndimage_correlate(da.from_array(x, chunks=5), da.from_array(np.ones((3, 3))))
+    assert_lazy_equal(lazy, fnd.correlate(x, np.ones((3, 3))))

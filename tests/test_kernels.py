@@ -8,7 +8,7 @@ from fastcorr import _kernels
 from fastcorr._kernels import conv, corr, simd
 from twins import run_as
 
-BOUNDARIES = [corr.FILL, corr.WRAP, corr.SYMM]
+BOUNDARIES = [corr.FILL, corr.WRAP, corr.SYMM, corr.NEAREST, corr.MIRROR]
 
 
 INTERIOR_LOOPS = [corr.rows, corr.tile3x3, corr.tile5x5]
@@ -26,7 +26,7 @@ def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
     x = (rng.standard_normal(shapes[0]) * 8).astype(dtype)
     k = (rng.standard_normal(shapes[1]) * 8).astype(dtype)
     (h, w), (kh, kw) = shapes
-    names = {corr.FILL: "fill", corr.SYMM: "symm", corr.WRAP: "wrap"}
+    names = {corr.FILL: "fill", corr.SYMM: "symm", corr.WRAP: "wrap", corr.NEAREST: "nearest", corr.MIRROR: "mirror"}
     loops = [loop for loop in INTERIOR_LOOPS if loop is corr.rows or (kh, kw) == (
         (3, 3) if loop is corr.tile3x3 else (5, 5))]
     for boundary, (p0, p1) in itertools.product(BOUNDARIES, [(0, 0), (kh - 1, kw - 1), (kh // 2, 1)]):
@@ -221,3 +221,41 @@ def test_every_tile_reads_inside_its_band(itemsize, width, kernel, out_hw, dilat
     assert (tiles - 1) * nr + farthest + nr <= plane
     assert tiles * nr >= rows * wp and plane % wp == 0 and wp >= width + pl
     assert wp >= out_hw[1] + dilation[1] * (kernel[1] - 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("shapes", [((9, 40), (3, 3)), ((6, 7), (5, 2)), ((3, 4), (6, 7)), ((5, 9), (1, 4))])
+def test_stack_sums_plane_correlations_at_every_boundary(dtype, shapes, rng):
+    """out[q] = sum_t corr(x[sources[q, t]], k[t]), a source of -1 being a plane of the fill value,
+    against naive.py, both twins bit for bit, kernels smaller and larger than the planes."""
+    (h, w), (kh, kw) = shapes
+    x = (rng.standard_normal((4, h, w)) * 8).astype(dtype)
+    k = (rng.standard_normal((3, kh, kw)) * 8).astype(dtype)
+    sources = np.array([[0, 1, 2], [3, -1, 0], [-1, -1, 2], [2, 2, 2], [1, 3, -1]], np.int64)
+    names = {corr.FILL: "fill", corr.SYMM: "symm", corr.WRAP: "wrap", corr.NEAREST: "nearest", corr.MIRROR: "mirror"}
+    for boundary, (p0, p1) in itertools.product(BOUNDARIES, [(kh // 2, kw // 2), (0, kw - 1)]):
+        fill = dtype(3)
+        expected = np.zeros((5, h, w), dtype)
+        for q, t in itertools.product(range(5), range(3)):
+            plane = np.full((h, w), fill) if sources[q, t] < 0 else x[sources[q, t]]
+            expected[q] += naive.shifted_correlation(plane, k[t], (h, w), p0, p1, names[boundary], fill)
+        results = []
+        for twin, step in [("serial", 5), ("parallel", 1), ("parallel", 2)]:
+            out = np.full((5, h, w), 7, dtype)
+            getattr(corr.stack, twin)(x, k, out, sources, p0, p1, boundary, fill, 1, step)
+            results.append(out)
+        for other in results[1:]:
+            np.testing.assert_array_equal(results[0], other)
+        tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(results[0], expected, **tolerance)
+        # The same planes as the channels of interleaved rows.
+        interleaved = np.ascontiguousarray(np.concatenate([x, x[::-1]], axis=0).reshape(2, 4, h, w)
+                                           .transpose(1, 2, 3, 0)).reshape(4, h, w * 2)
+        out = np.full((5, h, w * 2), 7, dtype)
+        corr.stack.parallel(interleaved, k, out, sources, p0, p1, boundary, fill, 2, 1)
+        np.testing.assert_allclose(out[:, :, 0::2], expected, **tolerance)
+        mirrored = np.zeros((5, h, w), dtype)
+        for q, t in itertools.product(range(5), range(3)):
+            plane = np.full((h, w), fill) if sources[q, t] < 0 else x[3 - sources[q, t]]
+            mirrored[q] += naive.shifted_correlation(plane, k[t], (h, w), p0, p1, names[boundary], fill)
+        np.testing.assert_allclose(out[:, :, 1::2], mirrored, **tolerance)

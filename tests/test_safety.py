@@ -160,6 +160,23 @@ def test_gil_released_during_long_calls():
     assert longest_gil_wait(lambda: rows.serial(x, k, out, 0, 4088, 0, 4088, 0, 0, 4088)) < 0.5
 
 
+def test_gil_released_by_ndimage_on_volumes_and_colour_images():
+    """The stack loop (volumes, colour images) and the public calls around it, on the serial twins
+    (which need ``nogil``; one core stays free for the ticking thread); each call made once first,
+    so that no compile is measured."""
+    import fastcorr.ndimage as fnd
+    from twins import run_as
+
+    rng = np.random.default_rng(3)
+    volume, k = rng.standard_normal((48, 512, 512)), rng.standard_normal((3, 3, 3))
+    colour = rng.standard_normal((1024, 2048, 3)).astype(np.float32)
+    calls = [lambda: fnd.correlate(volume, k), lambda: fnd.correlate(colour, k[0], mode="mirror", axes=(0, 1))]
+    with run_as("serial"):
+        for call in calls:
+            call()
+            assert longest_gil_wait(call) < 0.5
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "requested, expected",

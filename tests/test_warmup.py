@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastcorr as fc
+import fastcorr.ndimage as fnd
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,6 +19,7 @@ import json, sys
 import numpy as np
 from numba.core import event
 import fastcorr as fc
+import fastcorr.ndimage as fnd
 if sys.argv[1] == "warmup":
     fc.warmup(["float64"])
 compiled = []
@@ -62,6 +64,14 @@ def calls(dtype):
         x[0, 0, 0, 0] = np.nan
         results.append(fc.conv2d_input_grad(x.shape, np.where(w > 1, np.inf, w), y, **geometry))
         results.append(fc.conv2d_weight_grad(x, w.shape, y, **geometry))
+    for shape, kernel, axes in [((6, 7, 8), (3, 3, 3), None), ((40, 50, 60), (3, 3, 3), None),
+                                ((30, 40, 3), (3, 3), (0, 1)), ((300, 400, 3), (5, 5), (0, 1)), ((50,), (4,), None),
+                                ((5, 6, 7, 8), (2, 3, 3, 2), None), ((300, 400), (3, 3), None)]:
+        x = rng.standard_normal(shape).astype(dtype)
+        k = rng.standard_normal(kernel)
+        for mode in ("reflect", "constant", "nearest", "mirror", "wrap"):
+            results += [fnd.correlate(x, k, mode=mode, cval=1.5, axes=axes), fnd.convolve(x, k, mode=mode, axes=axes)]
+        results.append(fnd.correlate((x * 10).astype(np.int16), k, axes=axes))
     layer = fc.Conv2D(3, in_channels=2, out_channels=4, padding=1, dtype=dtype, rng=0)
     fc.fit(layer, rng.standard_normal((4, 2, 8, 8)).astype(dtype), rng.standard_normal((4, 4, 8, 8)).astype(dtype),
            lr=0.01, epochs=2)

@@ -5,7 +5,9 @@
     out[i, j] = sum over (a, b) of k[a, b] * ext(x)[i + a - p0, j + b - p1]
 
 where ``ext`` extends ``x`` beyond its edges by ``boundary``: ``FILL`` (the value
-``fill``), ``WRAP`` (periodic) or ``SYMM`` (mirrored, edge sample repeated). The 'valid',
+``fill``), ``WRAP`` (periodic), ``SYMM`` (mirrored, edge sample repeated), ``NEAREST`` (the
+edge sample repeated) or ``MIRROR`` (mirrored about the edge sample, which is not repeated),
+each as often as a long kernel needs. The 'valid',
 'same' and 'full' modes, convolution (a flipped ``k``) and the input gradient are all
 choices of ``p0, p1`` and ``k`` made by the callers.
 
@@ -25,6 +27,10 @@ compiles only the loops it runs and no loop carries code it does not need:
   once into a scratch row (fill rows add a constant), then each kernel row adds its taps
   along it. Small calls run wholly on its body, through :func:`small`, and so do small
   convolutions, many planes in one call, through :func:`correlate_planes`.
+- Sums of correlations over stacks of planes (N-D correlation, one 2-D kernel slice per
+  leading kernel offset), and images of interleaved channels, run on :func:`stack`: a task is
+  a run of output rows of one plane, each row taking every product in turn from source rows
+  extended once each into a ring of scratch rows.
 
 A task is a run of output rows (whole row pairs for the 3x3 tile): all of them in the
 serial twin, a share of them per thread in the parallel one, which run the same compiled
@@ -42,7 +48,7 @@ from fastcorr._kernels import helper, kernel, shared
 from fastcorr._kernels.scan import all_finite
 from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, full_width, lanes, tile
 
-FILL, SYMM, WRAP = 0, 1, 2
+FILL, SYMM, WRAP, NEAREST, MIRROR = 0, 1, 2, 3, 4
 _BLOCK = 2048
 _PAIR_COLUMNS = 384
 #: The 3x3 tile's rows go in blocks of this many outputs (two float32 vectors), the last
@@ -314,6 +320,103 @@ def _extended(x, k, dst, ext, i, j0, p0, p1, boundary, fill, accumulate):
                 dst[j] += tap * src[j]
 
 
+# Stacks of planes: out[q] = sum over t of the correlation of x[sources[q, t]] with k[t].
+
+@kernel
+def stack(x, k, out, sources, p0, p1, boundary, fill, channels, rows):
+    """``out[q]`` is the sum over ``t`` of the correlation (as :func:`correlate` defines it) of
+    ``x[sources[q, t]]`` with ``k[t]``; a source of -1 is a plane of ``fill`` values. Rows hold
+    ``channels`` interleaved planes (an H x W x C image is ``x[0]`` of shape (H, W * C)), each
+    correlated on its own. A task is ``rows`` output rows of one plane."""
+    oh = out.shape[1]
+    parts = (oh + rows - 1) // rows
+    for t in prange(out.shape[0] * parts):
+        q = np.int64(t) // parts
+        start = (np.int64(t) % parts) * rows
+        _stack_task(q, start, min(start + rows, oh), x, k, out, sources, p0, p1, boundary, fill, channels)
+
+
+@shared
+def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels):
+    """Output row by output row, every product in turn while the row is in L1. Each product
+    keeps its last ``kh`` source rows extended by the edge rule in a ring of scratch rows, so
+    that a source row is extended once per task and the taps run over whole rows (all
+    channels at once: a tap's neighbour is ``channels`` elements on)."""
+    full_width()
+    products, kh, kw = k.shape
+    h, w = x.shape[1], x.shape[2] // channels
+    n = out.shape[2]
+    ring = np.empty((products, kh, n + (kw - 1) * channels), x.dtype)
+    for i in range(i0, i1):
+        dst = out[q, i]
+        for t in range(products):
+            s = sources[q, t]
+            for a in range(kh - 1 if i == i0 else 0, -1, -1):
+                # On a task's first row every slot is filled, then one new row per row.
+                r = _source(i + kh - 1 - a - p0, h, boundary)
+                slot = ring[t, (i + kh - 1 - a) % kh]
+                if s < 0 or r < 0:
+                    for u in range(slot.shape[0]):
+                        slot[u] = fill
+                else:
+                    _extend_row(slot, x[s, r], p1, w, boundary, fill, channels)
+            kt = k[t]
+            if kh == 3 and kw == 3 and channels in (1, 3):
+                s0, s1, s2 = ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3]
+                # Literal tap distances for one and three (RGB) channels (a distance known only
+                # at run time makes the loop four times slower); the first product writes.
+                if channels == 1:
+                    if t == 0:
+                        _tile3x3_channels(dst, kt, s0, s1, s2, 1, False)
+                    else:
+                        _tile3x3_channels(dst, kt, s0, s1, s2, 1, True)
+                elif t == 0:
+                    _tile3x3_channels(dst, kt, s0, s1, s2, 3, False)
+                else:
+                    _tile3x3_channels(dst, kt, s0, s1, s2, 3, True)
+                continue
+            if t == 0:
+                _zero(dst)
+            if kh == 3 and kw == 3:
+                _tile3x3_channels(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3], channels, True)
+            elif channels == 1:
+                for a in range(kh):
+                    _accumulate(dst, kt[a], ring[t, (i + a) % kh])
+            else:
+                for a in range(kh):
+                    src = ring[t, (i + a) % kh]
+                    for b in range(kw):
+                        tap = kt[a, b]
+                        part = src[b * channels : b * channels + n]
+                        for j in range(n):
+                            dst[j] += tap * part[j]
+
+
+@helper
+def _extend_row(ext, row, p, n, boundary, fill, channels):
+    """``ext`` = ``row`` (``n`` positions of ``channels`` interleaved values) from position
+    ``-p`` on, positions past ``[0, n)`` by the edge rule."""
+    m = ext.shape[0] // channels
+    lo = min(max(p, 0), m)
+    hi = min(max(p + n, lo), m)
+    inside = ext[lo * channels : hi * channels]
+    part = row[(lo - p) * channels : (hi - p) * channels]
+    for u in range(inside.shape[0]):
+        inside[u] = part[u]
+    for u in range(lo):
+        _extend_position(ext, row, u, u - p, n, boundary, fill, channels)
+    for u in range(hi, m):
+        _extend_position(ext, row, u, u - p, n, boundary, fill, channels)
+
+
+@helper
+def _extend_position(ext, row, u, position, n, boundary, fill, channels):
+    """Every channel of ``ext`` at ``u`` from ``row`` at ``position``, by the edge rule."""
+    c = _source(position, n, boundary)
+    for v in range(channels):
+        ext[u * channels + v] = fill if c < 0 else row[c * channels + v]
+
+
 # Row helpers, inlined into the bodies that call them.
 
 @helper
@@ -362,6 +465,21 @@ def _tile3x3(dst, k, s0, s1, s2):
 
 
 @helper
+def _tile3x3_channels(dst, k, s0, s1, s2, d, add):
+    """:func:`_tile3x3`'s sum with taps ``d`` elements apart (interleaved channels), written
+    into ``dst`` or, when ``add``, added to it."""
+    a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
+    b0, b1, b2 = k[1, 0], k[1, 1], k[1, 2]
+    c0, c1, c2 = k[2, 0], k[2, 1], k[2, 2]
+    e = 2 * d
+    for j in range(dst.shape[0]):
+        total = ((a0 * s0[j] + a1 * s0[j + d] + a2 * s0[j + e])
+                 + (b0 * s1[j] + b1 * s1[j + d] + b2 * s1[j + e])
+                 + (c0 * s2[j] + c1 * s2[j + d] + c2 * s2[j + e]))
+        dst[j] = dst[j] + total if add else total
+
+
+@helper
 def _tile3x3x2(d0, d1, k, s0, s1, s2, s3):
     """:func:`_tile3x3` for two neighbouring rows at once: ``d0`` from ``s0..s2``, ``d1`` from ``s1..s3``."""
     a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
@@ -405,6 +523,13 @@ def _source(t, n, boundary):
         return -1
     if boundary == WRAP:
         return t % n
+    if boundary == NEAREST:
+        return 0 if t < 0 else n - 1
+    if boundary == MIRROR:
+        if n == 1:
+            return 0
+        t = t % (2 * n - 2)
+        return t if t < n else 2 * n - 2 - t
     t = t % (2 * n)
     return t if t < n else 2 * n - 1 - t
 
