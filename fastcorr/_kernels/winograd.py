@@ -83,7 +83,8 @@ def transformed_weights(weight, blocks):
     of ``TILE_ROWS`` output channels, input channel ``c``, row ``i`` of the block (zeros past O)."""
     o_count, c_count = weight.shape[:2]
     mr = simd.TILE_ROWS
-    u = np.einsum("ik,ockl,jl->ijoc", G, weight.astype(np.float64), G).reshape(POINTS, o_count, c_count)
+    rows = np.tensordot(G, weight.astype(np.float64), axes=(1, 2))  # (6, O, C, 3)
+    u = np.tensordot(rows, G, axes=(3, 1)).transpose(0, 3, 1, 2).reshape(POINTS, o_count, c_count)
     padded = np.zeros((POINTS, blocks * mr, c_count), weight.dtype)
     padded[:, :o_count] = u
     return np.ascontiguousarray(padded.reshape(POINTS, blocks, mr, c_count).transpose(0, 1, 3, 2)).ravel()
