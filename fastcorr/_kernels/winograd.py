@@ -80,14 +80,19 @@ class NumpyOps:
 
 def transformed_weights(weight, blocks):
     """``U[xi, o, c]`` packed for :func:`fastcorr._kernels.simd.tile`: point ``xi``, block ``ob``
-    of ``TILE_ROWS`` output channels, input channel ``c``, row ``i`` of the block (zeros past O)."""
+    of ``TILE_ROWS`` output channels, input channel ``c``, row ``i`` of the block (zeros past O),
+    computed in float64."""
     o_count, c_count = weight.shape[:2]
     mr = simd.TILE_ROWS
-    rows = np.tensordot(G, weight.astype(np.float64), axes=(1, 2))  # (6, O, C, 3)
-    u = np.tensordot(rows, G, axes=(3, 1)).transpose(0, 3, 1, 2).reshape(POINTS, o_count, c_count)
-    padded = np.zeros((POINTS, blocks * mr, c_count), weight.dtype)
-    padded[:, :o_count] = u
-    return np.ascontiguousarray(padded.reshape(POINTS, blocks, mr, c_count).transpose(0, 1, 3, 2)).ravel()
+    taps = np.zeros((blocks * mr, c_count, 9))
+    taps[:o_count] = weight.reshape(o_count, c_count, 9)
+    grouped = np.ascontiguousarray(taps.reshape(blocks, mr, c_count, 9).transpose(0, 2, 1, 3)).reshape(-1, 9)
+    points = (grouped @ _KRON_G).astype(weight.dtype)  # (blocks * C * mr, 36)
+    return np.ascontiguousarray(points.T).ravel()
+
+
+#: ``G w G^T`` as one product with the nine taps of ``w`` (a contiguous (9, 36) matrix: BLAS).
+_KRON_G = np.ascontiguousarray(np.kron(G, G).T)
 
 
 class _VectorOps:
@@ -244,17 +249,16 @@ def chunk(itemsize: int) -> int:
     return simd.TILE_VECTORS * simd.lanes(itemsize)
 
 
+#: Channels per pass over a chunk: the transformed patches of ``C_BLOCK`` input channels and the
+#: products for about ``O_BLOCK`` output channels stay in L2 (with the weights they meet streaming
+#: through); more output channels transform the patches again, more input channels accumulate.
+C_BLOCK, O_BLOCK = 64, 64
+
+
 def _stride(elements: int) -> int:
     """``elements`` rounded up to a cache line and one more, so that the 36 planes of a chunk's
     scratch do not all map to the same L1 sets."""
     return -(-elements // 16) * 16 + 16
-
-
-def scratch_size(c_count: int, o_count: int, itemsize: int) -> int:
-    """Elements of one task's scratch: the transformed patches and the products."""
-    t_count = chunk(itemsize)
-    blocks = -(-o_count // simd.TILE_ROWS)
-    return POINTS * (_stride(c_count * t_count) + _stride(blocks * simd.TILE_ROWS * t_count))
 
 
 def forward(x, weight, bias, out, pt, pl, work):
@@ -262,43 +266,47 @@ def forward(x, weight, bias, out, pt, pl, work):
     right padding follow from ``out``'s size), for a 3x3 ``weight`` of one group; ``work``
     multiply-adds pick the twin."""
     (n_batch, c_count), (o_count, oh, ow) = x.shape[:2], out.shape[1:]
+    mr = simd.TILE_ROWS
     tiles_y, tiles_x = -(-oh // M), -(-ow // M)
     pitch = tiles_x * M + 2
     plane = (tiles_y * M + 2) * pitch
     xp = np.empty((n_batch, c_count, plane), x.dtype)
     pad_planes.pick(x.size)(x, xp, pt, pl, pitch)
-    blocks = -(-o_count // simd.TILE_ROWS)
-    packed = transformed_weights(weight, blocks)
+    packed = transformed_weights(weight, -(-o_count // mr))
     t_count = chunk(x.dtype.itemsize)
+    c_block = min(c_count, C_BLOCK)
+    o_block = min(-(-o_count // mr), max(1, O_BLOCK // mr)) * mr
+    ldv, ldm = _stride(c_block * t_count), _stride(o_block * t_count)
     total = n_batch * tiles_y * tiles_x
     tasks = -(-total // t_count)
     twin = forward_chunks.pick(work)
     slots = min(tasks, numba.get_num_threads()) if twin is forward_chunks.parallel else 1
-    scratch = np.empty((slots, scratch_size(c_count, o_count, x.dtype.itemsize)), x.dtype)
+    scratch = np.empty((slots, POINTS * (ldv + ldm)), x.dtype)
     lanes = np.empty((slots, 4, t_count), np.int64)
-    offsets = np.arange(c_count, dtype=np.int64) * t_count
-    ldv, ldm = _stride(c_count * t_count), _stride(blocks * simd.TILE_ROWS * t_count)
+    offsets = np.arange(c_block, dtype=np.int64) * t_count
     twin(xp.reshape(-1), packed, offsets, bias, out, scratch, lanes, tasks, total, pitch, plane, tiles_x,
-         tiles_y * tiles_x, ldv, ldm, simd.lanes(x.dtype.itemsize))
+         tiles_y * tiles_x, c_count, o_block, ldv, ldm, simd.lanes(x.dtype.itemsize))
     return out
 
 
 @kernel
-def forward_chunks(xp, packed, offsets, bias, out, work, lanes, tasks, total, pitch, plane, tiles_x, per_image, ldv, ldm,
-                   count):
+def forward_chunks(xp, packed, offsets, bias, out, work, lanes, tasks, total, pitch, plane, tiles_x, per_image, c_count,
+                   o_block, ldv, ldm, count):
     """Slot ``s`` (its scratch ``work[s]``, ``lanes[s]``) runs tasks ``s, s + slots, ...``."""
     slots = work.shape[0]
     for slot in prange(slots):
         for task in range(np.int64(slot), tasks, slots):
             _chunk(task, xp, packed, offsets, bias, out, work[slot], lanes[slot], total, pitch, plane, tiles_x,
-                   per_image, ldv, ldm, count)
+                   per_image, c_count, o_block, ldv, ldm, count)
 
 
 @shared
-def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plane, tiles_x, per_image, ldv, ldm, count):
-    """Tiles ``task * t_count ...`` of ``total``; ``count`` is the vector's lanes."""
+def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plane, tiles_x, per_image, c_count, o_block,
+           ldv, ldm, count):
+    """Tiles ``task * t_count ...`` of ``total``, in blocks of ``offsets.shape[0]`` input channels
+    and ``o_block`` output channels; ``count`` is the vector's lanes."""
     mr = simd.TILE_ROWS
-    c_count = offsets.shape[0]
+    c_block = offsets.shape[0]
     o_count, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     t_count = lanes.shape[1]
     blocks = (o_count + mr - 1) // mr
@@ -315,15 +323,20 @@ def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plan
             x_at[lane], y_at[lane], rows[lane], columns[lane] = 0, 0, 0, 0
     v = work[: POINTS * ldv]
     products = work[POINTS * ldv : POINTS * (ldv + ldm)]
-    for c in range(c_count):
-        for first in range(0, t_count, count):
-            transform_input(v, c * t_count + first, ldv, xp, x_at, first, c * plane, pitch)
-    for xi in range(POINTS):
-        for ob in range(blocks):
-            tile(products, xi * ldm + ob * mr * t_count, t_count, packed, (xi * blocks + ob) * c_count * mr,
-                 v, xi * ldv, offsets, c_count, min(mr, o_count - ob * mr), False)
     flat = out.reshape(-1)
-    for o in range(o_count):
-        for first in range(0, t_count, count):
-            transform_output(flat, o * oh * ow, products, o * t_count + first, ldm, bias[o], y_at, rows, columns,
-                             first, ow)
+    for o0 in range(0, o_count, o_block):
+        o1 = min(o_count, o0 + o_block)
+        for c0 in range(0, c_count, c_block):
+            cn = min(c_block, c_count - c0)
+            for c in range(cn):
+                for first in range(0, t_count, count):
+                    transform_input(v, c * t_count + first, ldv, xp, x_at, first, (c0 + c) * plane, pitch)
+            for xi in range(POINTS):
+                for ob in range(o0 // mr, (o1 + mr - 1) // mr):
+                    tile(products, xi * ldm + (ob * mr - o0) * t_count, t_count, packed,
+                         ((xi * blocks + ob) * c_count + c0) * mr, v, xi * ldv, offsets, cn, min(mr, o_count - ob * mr),
+                         c0 > 0)
+        for o in range(o0, o1):
+            for first in range(0, t_count, count):
+                transform_output(flat, o * oh * ow, products, (o - o0) * t_count + first, ldm, bias[o], y_at, rows,
+                                 columns, first, ow)
