@@ -29,7 +29,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-from fastcorr._kernels import kernel, shared, simd
+from fastcorr._kernels import helper, kernel, shared, simd
 from fastcorr._kernels.conv import pad_planes
 from fastcorr._kernels.simd import tile
 
@@ -38,7 +38,7 @@ M = 4
 PATCH = M + 2
 POINTS = PATCH * PATCH
 
-#: ``U = G w G^T``: the kernel transform, applied in float64 by :func:`transformed_weights`.
+#: ``U = G w G^T``: the kernel transform.
 G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 
@@ -65,7 +65,7 @@ def _two_d(one_d, grid):
 
 
 class NumpyOps:
-    """:func:`input_1d` and :func:`output_1d` on arrays (a reference for the tests)."""
+    """:func:`input_1d` and :func:`output_1d` on arrays."""
 
     add, sub = staticmethod(np.add), staticmethod(np.subtract)
 
@@ -79,20 +79,34 @@ class NumpyOps:
 
 
 def transformed_weights(weight, blocks):
-    """``U[xi, o, c]`` packed for :func:`fastcorr._kernels.simd.tile`: point ``xi``, block ``ob``
-    of ``TILE_ROWS`` output channels, input channel ``c``, row ``i`` of the block (zeros past O),
-    computed in float64."""
-    o_count, c_count = weight.shape[:2]
+    """``U[xi][o, c] = (G w[o, c] G^T)[xi]``, computed in float64 and packed for
+    :func:`fastcorr._kernels.simd.tile`: point ``xi``, block ``ob`` of ``TILE_ROWS`` output
+    channels, input channel ``c``, row ``i`` of the block (zeros past O)."""
+    packed = np.zeros((POINTS, blocks, weight.shape[1], simd.TILE_ROWS), weight.dtype)
+    _pack_weights(weight, packed)
+    return packed.ravel()
+
+
+@shared
+def _pack_weights(weight, packed):
     mr = simd.TILE_ROWS
-    taps = np.zeros((blocks * mr, c_count, 9))
-    taps[:o_count] = weight.reshape(o_count, c_count, 9)
-    grouped = np.ascontiguousarray(taps.reshape(blocks, mr, c_count, 9).transpose(0, 2, 1, 3)).reshape(-1, 9)
-    points = (grouped @ _KRON_G).astype(weight.dtype)  # (blocks * C * mr, 36)
-    return np.ascontiguousarray(points.T).ravel()
+    o_count = weight.shape[0]
+    rows = np.empty((PATCH, 3))
+    for ob in range(packed.shape[1]):
+        for c in range(weight.shape[1]):
+            for i in range(min(mr, o_count - ob * mr)):
+                _pack_one(weight[ob * mr + i, c], packed[:, ob, c, i], rows)
 
 
-#: ``G w G^T`` as one product with the nine taps of ``w`` (a contiguous (9, 36) matrix: BLAS).
-_KRON_G = np.ascontiguousarray(np.kron(G, G).T)
+@helper
+def _pack_one(w, target, rows):
+    """``target[p * 6 + q] = (G w G^T)[p, q]``, ``rows`` the scratch for ``G w``."""
+    for p in range(PATCH):
+        for b in range(3):
+            rows[p, b] = G[p, 0] * w[0, b] + G[p, 1] * w[1, b] + G[p, 2] * w[2, b]
+    for p in range(PATCH):
+        for q in range(PATCH):
+            target[p * PATCH + q] = rows[p, 0] * G[q, 0] + rows[p, 1] * G[q, 1] + rows[p, 2] * G[q, 2]
 
 
 class _VectorOps:
