@@ -31,7 +31,7 @@ from numba.extending import intrinsic
 
 from fastcorr._kernels import helper, kernel, shared, simd
 from fastcorr._kernels.conv import pad_planes
-from fastcorr._kernels.simd import tile
+from fastcorr._kernels.simd import full_width, tile
 
 #: Outputs per tile side, and the side of the input patch a tile reads.
 M = 4
@@ -265,8 +265,10 @@ def chunk(itemsize: int) -> int:
 
 #: Channels per pass over a chunk: the transformed patches of ``C_BLOCK`` input channels and the
 #: products for about ``O_BLOCK`` output channels stay in L2 (with the weights they meet streaming
-#: through); more output channels transform the patches again, more input channels accumulate.
-C_BLOCK, O_BLOCK = 64, 64
+#: through); more output channels transform the patches again. Each block of input channels is a
+#: fresh sum, added to the others: a float32 chain of FMAs over hundreds of channels would cost
+#: the accuracy contract (its error, amplified by the output transform, grows with the length).
+C_BLOCK, O_BLOCK = 32, 64
 
 
 def _stride(elements: int) -> int:
@@ -295,7 +297,7 @@ def forward(x, weight, bias, out, pt, pl, work):
     tasks = -(-total // t_count)
     twin = forward_chunks.pick(work)
     slots = min(tasks, numba.get_num_threads()) if twin is forward_chunks.parallel else 1
-    scratch = np.empty((slots, POINTS * (ldv + ldm)), x.dtype)
+    scratch = np.empty((slots, POINTS * (ldv + (2 if c_count > c_block else 1) * ldm)), x.dtype)
     lanes = np.empty((slots, 4, t_count), np.int64)
     offsets = np.arange(c_block, dtype=np.int64) * t_count
     twin(xp.reshape(-1), packed, offsets, bias, out, scratch, lanes, tasks, total, pitch, plane, tiles_x,
@@ -319,6 +321,7 @@ def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plan
            ldv, ldm, count):
     """Tiles ``task * t_count ...`` of ``total``, in blocks of ``offsets.shape[0]`` input channels
     and ``o_block`` output channels; ``count`` is the vector's lanes."""
+    full_width()
     mr = simd.TILE_ROWS
     c_block = offsets.shape[0]
     o_count, oh, ow = out.shape[1], out.shape[2], out.shape[3]
@@ -337,6 +340,7 @@ def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plan
             x_at[lane], y_at[lane], rows[lane], columns[lane] = 0, 0, 0, 0
     v = work[: POINTS * ldv]
     products = work[POINTS * ldv : POINTS * (ldv + ldm)]
+    partial = work[POINTS * (ldv + ldm) :]
     flat = out.reshape(-1)
     for o0 in range(0, o_count, o_block):
         o1 = min(o_count, o0 + o_block)
@@ -345,11 +349,17 @@ def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plan
             for c in range(cn):
                 for first in range(0, t_count, count):
                     transform_input(v, c * t_count + first, ldv, xp, x_at, first, (c0 + c) * plane, pitch)
+            sums = products if c0 == 0 else partial
             for xi in range(POINTS):
                 for ob in range(o0 // mr, (o1 + mr - 1) // mr):
-                    tile(products, xi * ldm + (ob * mr - o0) * t_count, t_count, packed,
+                    tile(sums, xi * ldm + (ob * mr - o0) * t_count, t_count, packed,
                          ((xi * blocks + ob) * c_count + c0) * mr, v, xi * ldv, offsets, cn, min(mr, o_count - ob * mr),
-                         c0 > 0)
+                         False)
+            if c0 > 0:
+                for xi in range(POINTS):
+                    first = xi * ldm
+                    for j in range(first, first + (o1 - o0) * t_count):
+                        products[j] += partial[j]
         for o in range(o0, o1):
             for first in range(0, t_count, count):
                 transform_output(flat, o * oh * ow, products, (o - o0) * t_count + first, ldm, bias[o], y_at, rows,
