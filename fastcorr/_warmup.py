@@ -42,9 +42,9 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
     if dtype.kind == "f":
         x = sample(2, 4, 12, 12)
 
-        def layer(weight, x=x, **geometry):
-            y = conv.conv2d(x, weight, sample(weight.shape[0]), **geometry)
-            conv.conv2d_input_grad(x.shape, weight, y, **geometry)
+        def layer(weight, x=x, method="auto", **geometry):
+            y = conv.conv2d(x, weight, sample(weight.shape[0]), **geometry, method=method)
+            conv.conv2d_input_grad(x.shape, weight, y, **geometry, method=method)
             conv.conv2d_weight_grad(x, weight.shape, y, **geometry)
 
         spoiled = x.copy()
@@ -55,6 +55,7 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
             ("conv2d and gradients, any kernel", lambda: layer(sample(6, 4, 2, 3), dilation=(1, 2))),
             ("conv2d and gradients, one output channel per group", lambda: layer(sample(4, 1, 2, 2), groups=4)),
             ("conv2d and gradients, strided", lambda: layer(sample(6, 4, 3, 3), stride=2, padding=1)),
+            ("conv2d and input gradient by Winograd", lambda: layer(sample(6, 4, 3, 3), padding=1, method="winograd")),
             ("conv2d gradients with inf or NaN", lambda: layer(np.full((6, 4, 3, 3), np.nan, dtype), spoiled)),
         ]
     return steps
@@ -80,7 +81,7 @@ def warmup(dtypes: Sequence[DTypeLike] = (np.float32, np.float64), progress: boo
     --------
     >>> import fastcorr as fc
     >>> fc.warmup(["float64"])  # doctest: +SKIP
-    24
+    26
     """
     chosen = [np.dtype(t) for t in dtypes]
     for dtype in chosen:
