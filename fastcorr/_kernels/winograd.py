@@ -268,7 +268,7 @@ def chunk(itemsize: int) -> int:
 #: through); more output channels transform the patches again. Each block of input channels is a
 #: fresh sum, added to the others: a float32 chain of FMAs over hundreds of channels would cost
 #: the accuracy contract (its error, amplified by the output transform, grows with the length).
-C_BLOCK, O_BLOCK = 32, 64
+C_BLOCK, O_BLOCK = 64, 64
 
 
 def _stride(elements: int) -> int:
