@@ -27,6 +27,20 @@ SHAPES = [
 ]
 
 
+class NumpyOps:
+    """The arithmetic of the transforms on arrays."""
+
+    add, sub = staticmethod(np.add), staticmethod(np.subtract)
+
+    @staticmethod
+    def scale(k, a):
+        return a * k
+
+    @staticmethod
+    def fma(k, a, b):
+        return a * k + b
+
+
 def relative_error(got, exact):
     return np.abs(got - exact).max() / np.abs(exact).max()
 
@@ -44,11 +58,11 @@ def operands(rng, shape, dtype, scale=None):
 def test_the_transforms_compute_a_correlation(rng):
     """``A^T [(G g) * (B^T d)]`` is the 'valid' correlation of six values with three, in one and two dimensions."""
     d, g = rng.standard_normal(6), rng.standard_normal(3)
-    products = np.array(wg.input_1d(wg.NumpyOps, list(d))) * (wg.G @ g)
-    np.testing.assert_allclose(wg.output_1d(wg.NumpyOps, list(products)), np.correlate(d, g, "valid"), rtol=1e-13)
+    products = np.array(wg.input_1d(NumpyOps, list(d))) * (wg.G @ g)
+    np.testing.assert_allclose(wg.output_1d(NumpyOps, list(products)), np.correlate(d, g, "valid"), rtol=1e-13)
     d, g = rng.standard_normal((6, 6)), rng.standard_normal((3, 3))
-    v = np.array(wg._two_d(lambda r: wg.input_1d(wg.NumpyOps, r), [list(row) for row in d]))
-    y = wg._two_d(lambda r: wg.output_1d(wg.NumpyOps, r), [list(row) for row in v * (wg.G @ g @ wg.G.T)])
+    v = np.array(wg._two_d(lambda r: wg.input_1d(NumpyOps, r), [list(row) for row in d]))
+    y = wg._two_d(lambda r: wg.output_1d(NumpyOps, r), [list(row) for row in v * (wg.G @ g @ wg.G.T)])
     np.testing.assert_allclose(y, naive.conv2d(d[None, None], g[None, None])[0, 0], rtol=1e-12, atol=1e-13)
 
 

@@ -64,20 +64,6 @@ def _two_d(one_d, grid):
     return [one_d([column[i] for column in columns]) for i in range(len(columns[0]))]
 
 
-class NumpyOps:
-    """:func:`input_1d` and :func:`output_1d` on arrays."""
-
-    add, sub = staticmethod(np.add), staticmethod(np.subtract)
-
-    @staticmethod
-    def scale(k, a):
-        return a * a.dtype.type(k)
-
-    @staticmethod
-    def fma(k, a, b):
-        return a * a.dtype.type(k) + b
-
-
 def transformed_weights(weight, blocks):
     """``U[xi][o, c] = (G w[o, c] G^T)[xi]``, computed in float64 and packed for
     :func:`fastcorr._kernels.simd.tile`: point ``xi``, block ``ob`` of ``TILE_ROWS`` output
@@ -137,8 +123,8 @@ def _check(array, name, dtype):
 
 
 def _addresses(context, builder, array_type, array, offsets_type, offsets, first, base, count):
-    """The integer addresses of ``array[offsets[first + l] + base]`` for the lanes ``l < count``,
-    and the element size in bytes: vectors of i64."""
+    """The addresses of ``array[offsets[first + l] + base]`` for the lanes ``l < count`` (a vector
+    of i64), the element size in bytes, and the array's pointer type."""
     i64 = ir.IntType(64)
     index = ir.VectorType(i64, count)
     data = context.make_array(array_type)(context, builder, value=array).data
@@ -148,10 +134,11 @@ def _addresses(context, builder, array_type, array, offsets_type, offsets, first
     size = array_type.dtype.bitwidth // 8
     bytes_ = builder.mul(builder.add(lanes, simd._splat(builder, base, index)),
                          ir.Constant(index, [size] * count))
-    return builder.add(simd._splat(builder, builder.ptrtoint(data, i64), index), bytes_), size
+    return builder.add(simd._splat(builder, builder.ptrtoint(data, i64), index), bytes_), size, data.type
 
 
 def _lane_pointers(builder, addresses, step, pointer_type):
+    """The vector of pointers ``addresses + step`` (bytes)."""
     return builder.inttoptr(builder.add(addresses, ir.Constant(addresses.type, [step] * addresses.type.count)),
                             ir.VectorType(pointer_type, addresses.type.count))
 
@@ -175,11 +162,10 @@ def transform_input(typingctx, v, v_off, ldv, x, x_at, first, base, pitch):
         def intp(i):
             return context.cast(builder, args[i], t[i], types.intp)
 
-        addresses, size = _addresses(context, builder, t[3], args[3], t[4], args[4], intp(5), intp(6), count)
-        data = context.make_array(t[3])(context, builder, value=args[3]).data
+        addresses, size, pointer = _addresses(context, builder, t[3], args[3], t[4], args[4], intp(5), intp(6), count)
         pitch_ = builder.mul(intp(7), ir.Constant(ir.IntType(64), size))
         gather = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector, [ir.VectorType(data.type, count), ir.IntType(32),
+            builder.module, ir.FunctionType(vector, [ir.VectorType(pointer, count), ir.IntType(32),
                                                      ir.VectorType(ir.IntType(1), count), vector]),
             f"llvm.masked.gather.v{count}f{dtype.bitwidth}.v{count}p0")
         everywhere = ir.Constant(ir.VectorType(ir.IntType(1), count), [1] * count)
@@ -187,7 +173,7 @@ def transform_input(typingctx, v, v_off, ldv, x, x_at, first, base, pitch):
         for r in range(PATCH):
             row = builder.add(addresses, simd._splat(builder, builder.mul(pitch_, ir.Constant(ir.IntType(64), r)),
                                                      addresses.type))
-            patch.append([builder.call(gather, [_lane_pointers(builder, row, s * size, data.type),
+            patch.append([builder.call(gather, [_lane_pointers(builder, row, s * size, pointer),
                                                 ir.Constant(ir.IntType(32), size), everywhere,
                                                 ir.Constant(vector, ir.Undefined)]) for s in range(PATCH)])
         values = _two_d(lambda d: input_1d(_VectorOps(builder, vector, fma), d), patch)
@@ -231,8 +217,7 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
         values = _two_d(lambda d: output_1d(ops, d), points)
         shift = simd._splat(builder, context.cast(builder, args[5], t[5], dtype), vector)
         first = intp(9)
-        addresses, size = _addresses(context, builder, t[0], args[0], t[6], args[6], first, intp(1), count)
-        data = context.make_array(t[0])(context, builder, value=args[0]).data
+        addresses, size, pointer = _addresses(context, builder, t[0], args[0], t[6], args[6], first, intp(1), count)
         index = ir.VectorType(i64, count)
 
         def limit(i):
@@ -242,7 +227,7 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
         rows_, columns_ = limit(7), limit(8)
         mask_type = ir.VectorType(ir.IntType(1), count)
         scatter = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [vector, ir.VectorType(data.type, count), ir.IntType(32),
+            builder.module, ir.FunctionType(ir.VoidType(), [vector, ir.VectorType(pointer, count), ir.IntType(32),
                                                             mask_type]),
             f"llvm.masked.scatter.v{count}f{dtype.bitwidth}.v{count}p0")
         pitch_ = builder.mul(intp(10), ir.Constant(i64, size))
@@ -251,7 +236,7 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
             inside = builder.icmp_signed(">", rows_, ir.Constant(index, [p] * count))
             for q in range(M):
                 mask = builder.and_(inside, builder.icmp_signed(">", columns_, ir.Constant(index, [q] * count)))
-                builder.call(scatter, [builder.fadd(values[p][q], shift), _lane_pointers(builder, row, q * size, data.type),
+                builder.call(scatter, [builder.fadd(values[p][q], shift), _lane_pointers(builder, row, q * size, pointer),
                                        ir.Constant(ir.IntType(32), size), mask])
         return context.get_dummy_value()
 
