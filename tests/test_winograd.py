@@ -9,6 +9,7 @@ import naive
 from fastcorr import conv
 from fastcorr._kernels import simd
 from fastcorr._kernels import winograd as wg
+from test_conv import DEFAULTS
 
 DTYPES = [np.float32, np.float64]
 #: The documented bound on max|y - y64| / max|y64| for every method, and the float64 one.
@@ -221,11 +222,6 @@ BAD_METHODS = [
     ("conv2d_input_grad", dict(stride=2, padding=1, grad_output=np.ones((1, 2, 3, 3))), "method='winograd' needs stride 1"),
     ("conv2d_weight_grad", dict(), "method='winograd' is not available for the weight gradient"),
 ]
-DEFAULTS = {
-    "conv2d": dict(x=np.ones((1, 4, 6, 6)), weight=np.ones((2, 4, 3, 3))),
-    "conv2d_input_grad": dict(input_shape=(1, 4, 6, 6), weight=np.ones((2, 4, 3, 3)), grad_output=np.ones((1, 2, 4, 4))),
-    "conv2d_weight_grad": dict(input=np.ones((1, 4, 6, 6)), weight_shape=(2, 4, 3, 3), grad_output=np.ones((1, 2, 4, 4))),
-}
 
 
 @pytest.mark.parametrize("name, kwargs, match", BAD_METHODS)
