@@ -342,8 +342,8 @@ def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plan
                          False)
             if c0 > 0:
                 for xi in range(POINTS):
-                    first = xi * ldm
-                    for j in range(first, first + (o1 - o0) * t_count):
+                    start = xi * ldm
+                    for j in range(start, start + (o1 - o0) * t_count):
                         products[j] += partial[j]
         for o in range(o0, o1):
             for first in range(0, t_count, count):
