@@ -19,7 +19,7 @@ import fastcorr as fc
 import naive
 from fastcorr import conv
 from layouts import layouts
-from test_conv import conv_problems, operands, torch_reference
+from test_conv import conv_problems, operands, resolved_pads, torch_reference
 from test_signal import assert_same_nonfinite, fft_bound
 from twins import run_as
 
@@ -173,6 +173,42 @@ def test_conv2d_and_grads_against_torch(torch, problem, dtype, bias, spoiled, pa
         # Non-finite values land where the products with the zero padding put them (torch's CPU
         # backends disagree among themselves on an inf in dY next to the padding); finite ones
         # are torch's.
+        assert_same_nonfinite(g, p.astype(g.dtype))
+        both = np.isfinite(e) & np.isfinite(p)
+        assert_matches(g[both], e[both])
+
+
+@st.composite
+def winograd_problems(draw):
+    """3x3, stride-1, one-group layers: the calls Winograd can run."""
+    padding = draw(st.one_of(st.tuples(st.integers(0, 2), st.integers(0, 2)), st.sampled_from(["valid", "same"])))
+    pads = [resolved_pads(padding if isinstance(padding, str) else padding[i], 3, 1) for i in range(2)]
+    hw = [draw(st.integers(max(1, 3 - pads[i]), 14)) for i in range(2)]
+    shapes = (draw(st.integers(1, 3)), draw(st.integers(1, 9)), *hw, draw(st.sampled_from([1, 2, 3, 8, 9, 17])), 3, 3)
+    return shapes, dict(padding=padding)
+
+
+@given(problem=winograd_problems(), dtype=st.sampled_from([np.float32, np.float64]), bias=st.booleans(),
+       method=st.sampled_from(["auto", "winograd"]), spoiled=st.tuples(st.integers(0, 2), st.integers(0, 1)),
+       parallel=st.booleans(), layout=st.sampled_from(["C", "negative strides", "byte-swapped"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_conv2d_and_input_grad_by_winograd_against_torch(torch, problem, dtype, bias, method, spoiled, parallel, layout,
+                                                         seed):
+    """Winograd asked for, on finite values; 'auto' with NaN and inf too (they land where direct puts them)."""
+    shapes, kwargs = problem
+    rng = np.random.default_rng(seed)
+    x, w, b, dy = operands(rng, shapes, kwargs, dtype)
+    if method == "auto":
+        x, dy = spoil(rng, x, spoiled[0]), spoil(rng, dy, spoiled[1])
+    b = b if bias else None
+    expected = torch_reference(torch, x, w, b, dy, kwargs)[:2]
+    x4 = x if layout == "C" else laid_out(x.reshape(x.shape[0] * x.shape[1], -1), layout).reshape(x.shape)
+    with run_as("parallel" if parallel else "serial"):
+        got = [fc.conv2d(x4, w, b, **kwargs, method=method),
+               fc.conv2d_input_grad(x.shape, w, dy, **kwargs, method=method)]
+    with np.errstate(invalid="ignore"):
+        products = [naive.conv2d(x, w, b, **kwargs), naive.conv2d_input_grad(x.shape, w, dy, **kwargs)]
+    for g, e, p in zip(got, expected, products):
         assert_same_nonfinite(g, p.astype(g.dtype))
         both = np.isfinite(e) & np.isfinite(p)
         assert_matches(g[both], e[both])

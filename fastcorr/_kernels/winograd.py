@@ -1,0 +1,351 @@
+"""Winograd F(4x4, 3x3) convolution (Lavin & Gray, 2016): stride 1, dilation 1, one group.
+
+Each 4x4 block of output (a *tile*) of output channel ``o`` is ``A^T [sum_c U[o, c] . V[c]] A``
+with ``V[c] = B^T d B`` the transform of the tile's 6x6 input patch ``d`` of channel ``c`` and
+``U[o, c] = G w[o, c] G^T`` the transform of the 3x3 kernel: 36 multiplies per tile and channel
+pair instead of 144. For the 36 transform points ``xi`` the sums over channels are a batch of
+products ``M[xi] = U[xi] @ V[xi]`` (output channels by input channels, by tiles): GEMMs on the
+register tile :func:`fastcorr._kernels.simd.tile`.
+
+A task takes a chunk of ``TILE_VECTORS * lanes`` consecutive tiles (numbered over images,
+tile rows and tile columns) and keeps everything it makes in its thread's scratch: the
+transformed patches of every channel (:func:`transform_input`, a vector of tiles at a time,
+gathered from the zero-padded input), the products, and then the output transform
+(:func:`transform_output`), which adds the bias and writes each tile's part inside the
+output, the rest of a tile at the bottom and right edges masked off.
+
+The transforms mix every value of a patch into every output of its tile, so an inf or NaN
+spreads over whole tiles (inf - inf is NaN): callers that want direct convolution's placement
+of non-finite values take direct convolution for them.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
+
+from fastcorr._kernels import helper, kernel, shared, simd
+from fastcorr._kernels.conv import pad_planes
+from fastcorr._kernels.simd import full_width, tile
+
+#: Outputs per tile side, and the side of the input patch a tile reads.
+M = 4
+PATCH = M + 2
+POINTS = PATCH * PATCH
+
+#: ``U = G w G^T``: the kernel transform.
+G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+
+
+def input_1d(ops, d):
+    """``B^T d`` for the six values ``d``, in ``ops``' arithmetic (shared terms computed once)."""
+    a, b = ops.fma(-4, d[2], d[4]), ops.fma(-4, d[1], d[3])
+    c, e = ops.sub(d[4], d[2]), ops.scale(2, ops.sub(d[3], d[1]))
+    return [ops.fma(4, d[0], ops.fma(-5, d[2], d[4])), ops.add(a, b), ops.sub(a, b),
+            ops.add(c, e), ops.sub(c, e), ops.fma(4, d[1], ops.fma(-5, d[3], d[5]))]
+
+
+def output_1d(ops, m):
+    """``A^T m`` for the six values ``m``: four outputs."""
+    s, d = ops.add(m[1], m[2]), ops.sub(m[1], m[2])
+    t, e = ops.add(m[3], m[4]), ops.sub(m[3], m[4])
+    return [ops.add(ops.add(m[0], s), t), ops.fma(2, e, d), ops.fma(4, t, s), ops.add(ops.fma(8, e, d), m[5])]
+
+
+def _two_d(one_d, grid):
+    """``one_d`` down the columns of ``grid`` (a list of rows), then along the rows."""
+    columns = [one_d([row[j] for row in grid]) for j in range(len(grid[0]))]
+    return [one_d([column[i] for column in columns]) for i in range(len(columns[0]))]
+
+
+def transformed_weights(weight, blocks):
+    """``U[xi][o, c] = (G w[o, c] G^T)[xi]``, computed in float64 and packed for
+    :func:`fastcorr._kernels.simd.tile`: point ``xi``, block ``ob`` of ``TILE_ROWS`` output
+    channels, input channel ``c``, row ``i`` of the block (zeros past O)."""
+    packed = np.zeros((POINTS, blocks, weight.shape[1], simd.TILE_ROWS), weight.dtype)
+    _pack_weights(weight, packed)
+    return packed.ravel()
+
+
+@shared
+def _pack_weights(weight, packed):
+    mr = simd.TILE_ROWS
+    o_count = weight.shape[0]
+    rows = np.empty((PATCH, 3))
+    for ob in range(packed.shape[1]):
+        for c in range(weight.shape[1]):
+            for i in range(min(mr, o_count - ob * mr)):
+                _pack_one(weight[ob * mr + i, c], packed[:, ob, c, i], rows)
+
+
+@helper
+def _pack_one(w, target, rows):
+    """``target[p * 6 + q] = (G w G^T)[p, q]``, ``rows`` the scratch for ``G w``."""
+    for p in range(PATCH):
+        for b in range(3):
+            rows[p, b] = G[p, 0] * w[0, b] + G[p, 1] * w[1, b] + G[p, 2] * w[2, b]
+    for p in range(PATCH):
+        for q in range(PATCH):
+            target[p * PATCH + q] = rows[p, 0] * G[q, 0] + rows[p, 1] * G[q, 1] + rows[p, 2] * G[q, 2]
+
+
+class _VectorOps:
+    """:func:`input_1d` and :func:`output_1d` on LLVM vectors."""
+
+    def __init__(self, builder, vector, fma):
+        self.builder, self.vector, self.fma_ = builder, vector, fma
+
+    def constant(self, k):
+        return ir.Constant(self.vector, [ir.Constant(self.vector.element, float(k))] * self.vector.count)
+
+    def add(self, a, b):
+        return self.builder.fadd(a, b)
+
+    def sub(self, a, b):
+        return self.builder.fsub(a, b)
+
+    def scale(self, k, a):
+        return self.builder.fmul(self.constant(k), a)
+
+    def fma(self, k, a, b):
+        return self.builder.call(self.fma_, [self.constant(k), a, b])
+
+
+def _check(array, name, dtype):
+    if not (isinstance(array, types.Array) and array.layout == "C" and array.ndim == 1 and array.dtype == dtype):
+        raise TypingError(f"winograd: {name} must be a 1-D C-contiguous array of {dtype}, got {array}")
+
+
+def _addresses(context, builder, array_type, array, offsets_type, offsets, first, base, count):
+    """The addresses of ``array[offsets[first + l] + base]`` for the lanes ``l < count`` (a vector
+    of i64), the element size in bytes, and the array's pointer type."""
+    i64 = ir.IntType(64)
+    index = ir.VectorType(i64, count)
+    data = context.make_array(array_type)(context, builder, value=array).data
+    table = context.make_array(offsets_type)(context, builder, value=offsets).data
+    start = builder.gep(table, [first])
+    lanes = builder.load(builder.bitcast(start, index.as_pointer()), align=8)
+    size = array_type.dtype.bitwidth // 8
+    bytes_ = builder.mul(builder.add(lanes, simd._splat(builder, base, index)),
+                         ir.Constant(index, [size] * count))
+    return builder.add(simd._splat(builder, builder.ptrtoint(data, i64), index), bytes_), size, data.type
+
+
+def _lane_pointers(builder, addresses, step, pointer_type):
+    """The vector of pointers ``addresses + step`` (bytes)."""
+    return builder.inttoptr(builder.add(addresses, ir.Constant(addresses.type, [step] * addresses.type.count)),
+                            ir.VectorType(pointer_type, addresses.type.count))
+
+
+@intrinsic
+def transform_input(typingctx, v, v_off, ldv, x, x_at, first, base, pitch):
+    """``v[v_off + xi * ldv + l] = (B^T d B)[xi]`` for one vector of tiles ``l``, where ``d`` is
+    the 6x6 patch ``x[x_at[first + l] + base + r * pitch + s]``, ``r, s < 6``."""
+    dtype = v.dtype
+    if dtype not in (types.float32, types.float64):
+        raise TypingError(f"transform_input: v must hold float32 or float64, got {v}")
+    _check(v, "v", dtype)
+    _check(x, "x", dtype)
+    _check(x_at, "x_at", types.int64)
+    count = simd.lanes(dtype.bitwidth // 8)
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        vector, fma, _, store = simd._vectors(context, builder, dtype, count)
+
+        def intp(i):
+            return context.cast(builder, args[i], t[i], types.intp)
+
+        addresses, size, pointer = _addresses(context, builder, t[3], args[3], t[4], args[4], intp(5), intp(6), count)
+        pitch_ = builder.mul(intp(7), ir.Constant(ir.IntType(64), size))
+        gather = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector, [ir.VectorType(pointer, count), ir.IntType(32),
+                                                     ir.VectorType(ir.IntType(1), count), vector]),
+            f"llvm.masked.gather.v{count}f{dtype.bitwidth}.v{count}p0")
+        everywhere = ir.Constant(ir.VectorType(ir.IntType(1), count), [1] * count)
+        patch = []
+        for r in range(PATCH):
+            row = builder.add(addresses, simd._splat(builder, builder.mul(pitch_, ir.Constant(ir.IntType(64), r)),
+                                                     addresses.type))
+            patch.append([builder.call(gather, [_lane_pointers(builder, row, s * size, pointer),
+                                                ir.Constant(ir.IntType(32), size), everywhere,
+                                                ir.Constant(vector, ir.Undefined)]) for s in range(PATCH)])
+        values = _two_d(lambda d: input_1d(_VectorOps(builder, vector, fma), d), patch)
+        target = simd._pointer(context, builder, t[0], args[0], args[1], t[1])
+        ldv_ = intp(2)
+        for i in range(PATCH):
+            for j in range(PATCH):
+                store(values[i][j], builder.gep(target, [builder.mul(ldv_, ir.Constant(ir.IntType(64), i * PATCH + j))]))
+        return context.get_dummy_value()
+
+    return types.none(v, v_off, ldv, x, x_at, first, base, pitch), codegen
+
+
+@intrinsic
+def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, columns, first, pitch):
+    """``out[y_at[first + l] + base + p * pitch + q] = (A^T m A)[p, q] + bias`` for one vector of
+    tiles ``l`` and ``p < rows[first + l]``, ``q < columns[first + l]``, where point ``xi`` of
+    tile ``l`` is ``m[m_off + xi * ldm + l]``."""
+    dtype = out.dtype
+    if dtype not in (types.float32, types.float64):
+        raise TypingError(f"transform_output: out must hold float32 or float64, got {out}")
+    _check(out, "out", dtype)
+    _check(m, "m", dtype)
+    for table, name in ((y_at, "y_at"), (rows, "rows"), (columns, "columns")):
+        _check(table, name, types.int64)
+    count = simd.lanes(dtype.bitwidth // 8)
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        i64 = ir.IntType(64)
+        vector, fma, load, _ = simd._vectors(context, builder, dtype, count)
+
+        def intp(i):
+            return context.cast(builder, args[i], t[i], types.intp)
+
+        source = simd._pointer(context, builder, t[2], args[2], args[3], t[3])
+        ldm_ = intp(4)
+        points = [[load(builder.gep(source, [builder.mul(ldm_, ir.Constant(i64, i * PATCH + j))]))
+                   for j in range(PATCH)] for i in range(PATCH)]
+        ops = _VectorOps(builder, vector, fma)
+        values = _two_d(lambda d: output_1d(ops, d), points)
+        shift = simd._splat(builder, context.cast(builder, args[5], t[5], dtype), vector)
+        first = intp(9)
+        addresses, size, pointer = _addresses(context, builder, t[0], args[0], t[6], args[6], first, intp(1), count)
+        index = ir.VectorType(i64, count)
+
+        def limit(i):
+            table = context.make_array(t[i])(context, builder, value=args[i]).data
+            return builder.load(builder.bitcast(builder.gep(table, [first]), index.as_pointer()), align=8)
+
+        rows_, columns_ = limit(7), limit(8)
+        mask_type = ir.VectorType(ir.IntType(1), count)
+        scatter = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [vector, ir.VectorType(pointer, count), ir.IntType(32),
+                                                            mask_type]),
+            f"llvm.masked.scatter.v{count}f{dtype.bitwidth}.v{count}p0")
+        pitch_ = builder.mul(intp(10), ir.Constant(i64, size))
+        for p in range(M):
+            row = builder.add(addresses, simd._splat(builder, builder.mul(pitch_, ir.Constant(i64, p)), index))
+            inside = builder.icmp_signed(">", rows_, ir.Constant(index, [p] * count))
+            for q in range(M):
+                mask = builder.and_(inside, builder.icmp_signed(">", columns_, ir.Constant(index, [q] * count)))
+                builder.call(scatter, [builder.fadd(values[p][q], shift), _lane_pointers(builder, row, q * size, pointer),
+                                       ir.Constant(ir.IntType(32), size), mask])
+        return context.get_dummy_value()
+
+    return types.none(out, base, m, m_off, ldm, bias, y_at, rows, columns, first, pitch), codegen
+
+
+def chunk(itemsize: int) -> int:
+    """Tiles per task: one register tile's width."""
+    return simd.TILE_VECTORS * simd.lanes(itemsize)
+
+
+#: Channels per pass over a chunk: the transformed patches of ``C_BLOCK`` input channels and the
+#: products for about ``O_BLOCK`` output channels stay in L2 (with the weights they meet streaming
+#: through); more output channels transform the patches again. Each block of input channels is a
+#: fresh sum, added to the others: a float32 chain of FMAs over hundreds of channels would cost
+#: the accuracy contract (its error, amplified by the output transform, grows with the length).
+C_BLOCK, O_BLOCK = 64, 64
+
+
+def _stride(elements: int) -> int:
+    """``elements`` rounded up to a cache line and one more, so that the 36 planes of a chunk's
+    scratch do not all map to the same L1 sets."""
+    return -(-elements // 16) * 16 + 16
+
+
+def forward(x, weight, bias, out, pt, pl, work):
+    """``out = conv2d(x, weight, bias)`` with top and left zero padding ``pt, pl`` (the bottom and
+    right padding follow from ``out``'s size), for a 3x3 ``weight`` of one group; ``work``
+    multiply-adds pick the twin."""
+    (n_batch, c_count), (o_count, oh, ow) = x.shape[:2], out.shape[1:]
+    mr = simd.TILE_ROWS
+    tiles_y, tiles_x = -(-oh // M), -(-ow // M)
+    pitch = tiles_x * M + 2
+    plane = (tiles_y * M + 2) * pitch
+    xp = np.empty((n_batch, c_count, plane), x.dtype)
+    pad_planes.pick(x.size)(x, xp, pt, pl, pitch)
+    packed = transformed_weights(weight, -(-o_count // mr))
+    t_count = chunk(x.dtype.itemsize)
+    c_block = min(c_count, C_BLOCK)
+    o_block = min(-(-o_count // mr), max(1, O_BLOCK // mr)) * mr
+    ldv, ldm = _stride(c_block * t_count), _stride(o_block * t_count)
+    total = n_batch * tiles_y * tiles_x
+    tasks = -(-total // t_count)
+    twin = forward_chunks.pick(work)
+    slots = min(tasks, numba.get_num_threads()) if twin is forward_chunks.parallel else 1
+    scratch = np.empty((slots, POINTS * (ldv + (2 if c_count > c_block else 1) * ldm)), x.dtype)
+    lanes = np.empty((slots, 4, t_count), np.int64)
+    offsets = np.arange(c_block, dtype=np.int64) * t_count
+    twin(xp.reshape(-1), packed, offsets, bias, out, scratch, lanes, tasks, total, pitch, plane, tiles_x,
+         tiles_y * tiles_x, c_count, o_block, ldv, ldm, simd.lanes(x.dtype.itemsize))
+    return out
+
+
+@kernel
+def forward_chunks(xp, packed, offsets, bias, out, work, lanes, tasks, total, pitch, plane, tiles_x, per_image, c_count,
+                   o_block, ldv, ldm, count):
+    """Slot ``s`` (its scratch ``work[s]``, ``lanes[s]``) runs tasks ``s, s + slots, ...``."""
+    slots = work.shape[0]
+    for slot in prange(slots):
+        for task in range(np.int64(slot), tasks, slots):
+            _chunk(task, xp, packed, offsets, bias, out, work[slot], lanes[slot], total, pitch, plane, tiles_x,
+                   per_image, c_count, o_block, ldv, ldm, count)
+
+
+@shared
+def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plane, tiles_x, per_image, c_count, o_block,
+           ldv, ldm, count):
+    """Tiles ``task * t_count ...`` of ``total``, in blocks of ``offsets.shape[0]`` input channels
+    and ``o_block`` output channels; ``count`` is the vector's lanes."""
+    full_width()
+    mr = simd.TILE_ROWS
+    c_block = offsets.shape[0]
+    o_count, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    t_count = lanes.shape[1]
+    blocks = (o_count + mr - 1) // mr
+    x_at, y_at, rows, columns = lanes[0], lanes[1], lanes[2], lanes[3]
+    for lane in range(t_count):
+        t = task * t_count + lane
+        if t < total:
+            n, rest = t // per_image, t % per_image
+            y0, x0 = M * (rest // tiles_x), M * (rest % tiles_x)
+            x_at[lane] = n * c_count * plane + y0 * pitch + x0
+            y_at[lane] = n * o_count * oh * ow + y0 * ow + x0
+            rows[lane], columns[lane] = min(M, oh - y0), min(M, ow - x0)
+        else:
+            x_at[lane], y_at[lane], rows[lane], columns[lane] = 0, 0, 0, 0
+    v = work[: POINTS * ldv]
+    products = work[POINTS * ldv : POINTS * (ldv + ldm)]
+    partial = work[POINTS * (ldv + ldm) :]
+    flat = out.reshape(-1)
+    for o0 in range(0, o_count, o_block):
+        o1 = min(o_count, o0 + o_block)
+        for c0 in range(0, c_count, c_block):
+            cn = min(c_block, c_count - c0)
+            for c in range(cn):
+                for first in range(0, t_count, count):
+                    transform_input(v, c * t_count + first, ldv, xp, x_at, first, (c0 + c) * plane, pitch)
+            sums = products if c0 == 0 else partial
+            for xi in range(POINTS):
+                for ob in range(o0 // mr, (o1 + mr - 1) // mr):
+                    tile(sums, xi * ldm + (ob * mr - o0) * t_count, t_count, packed,
+                         ((xi * blocks + ob) * c_count + c0) * mr, v, xi * ldv, offsets, cn, min(mr, o_count - ob * mr),
+                         False)
+            if c0 > 0:
+                for xi in range(POINTS):
+                    start = xi * ldm
+                    for j in range(start, start + (o1 - o0) * t_count):
+                        products[j] += partial[j]
+        for o in range(o0, o1):
+            for first in range(0, t_count, count):
+                transform_output(flat, o * oh * ow, products, (o - o0) * t_count + first, ldm, bias[o], y_at, rows,
+                                 columns, first, ow)
