@@ -62,6 +62,10 @@ FIRST_CALLS = {
     "conv2d N8 C16 32² O16 3x3 + grads": (
         "x, w = r(8, 16, 32, 32), r(16, 16, 3, 3); y = fc.conv2d(x, w, padding=1); "
         "fc.conv2d_input_grad(x.shape, w, y, padding=1); fc.conv2d_weight_grad(x, w.shape, y, padding=1)"),
+    "conv2d N4 C32 32² O32 3x3 (Winograd) + grads": (
+        "x, w = r(4, 32, 32, 32), r(32, 32, 3, 3); y = fc.conv2d(x, w, padding=1); "
+        "fc.conv2d_input_grad(x.shape, w, y, padding=1); fc.conv2d_weight_grad(x, w.shape, y, padding=1)"),
+    "ndimage.correlate 64³ 3x3x3": "import fastcorr.ndimage as fnd; fnd.correlate(r(64, 64, 64), r(3, 3, 3))",
     "conv2d stride 2 + grads": (
         "x, w = r(8, 16, 32, 32), r(16, 16, 3, 3); y = fc.conv2d(x, w, stride=2, padding=1); "
         "fc.conv2d_input_grad(x.shape, w, y, stride=2, padding=1); "

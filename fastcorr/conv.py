@@ -154,7 +154,7 @@ def conv2d(
         output from a 6x6 block of input with 36 multiplies per channel pair where direct takes
         144 (Winograd F(4x4, 3x3)); it needs a 3x3 kernel, stride 1, dilation 1 and one group
         (a ``ValueError`` says which is missing). 'auto' takes Winograd where it measured faster
-        (16 to 128 input channels, at least 16 output channels and 256 blocks of 4x4 output)
+        (16 to 128 input channels, at least 32 output channels and 256 blocks of 4x4 output)
         and every value of ``x`` and ``weight`` is finite, else direct.
 
     Returns
@@ -241,12 +241,13 @@ def _runs_winograd(method: str, geo: _Geometry, weight_shape, out_shape, operand
 def _winograd_pays(weight_shape, out_shape) -> bool:
     """Winograd is faster than direct convolution here: measured on an Intel Xeon (Emerald Rapids,
     AVX-512), 1 and 2 threads, float32 and float64, it took 0.5-0.95x direct's time from 16 to
-    128 input and 16 or more output channels, and lost with fewer (its transforms cost more than
-    the multiplies they save), with 256 input channels in float32, and below a few hundred 4x4
-    tiles of output (a task's chunk of tiles half empty, its fixed costs unshared)."""
+    128 input and 32 or more output channels, and lost with fewer (its transforms cost more than
+    the multiplies they save: 1.03-1.21x with 16 in and 16 out), with 256 input channels in
+    float32, and below a few hundred 4x4 tiles of output (a task's chunk of tiles half empty,
+    its fixed costs unshared)."""
     o_count, c_count = weight_shape[:2]
     n_batch, _, oh, ow = out_shape
-    return 16 <= c_count <= 128 and o_count >= 16 and n_batch * -(-oh // 4) * -(-ow // 4) >= 256
+    return 16 <= c_count <= 128 and o_count >= 32 and n_batch * -(-oh // 4) * -(-ow // 4) >= 256
 
 
 def _tiny(geo: _Geometry, work: int) -> bool:

@@ -151,13 +151,13 @@ def winograd_calls(monkeypatch):
     return calls
 
 
-#: A layer where 'auto' takes Winograd.
-LAYER = (4, 16, 32, 32, 16)
+#: A layer where 'auto' takes Winograd (forward and input gradient: 32 channels each way).
+LAYER = (4, 32, 32, 32, 32)
 
 
 def test_auto_takes_winograd_where_it_pays(winograd_calls, rng):
     x, w, b = operands(rng, LAYER, np.float32)
-    assert conv._winograd_pays(w.shape, (4, 16, 32, 32))
+    assert conv._winograd_pays(w.shape, (4, 32, 32, 32))
     y = fc.conv2d(x, w, b, padding=1)
     dx = fc.conv2d_input_grad(x.shape, w, y, padding=1)
     assert winograd_calls == [x.shape, y.shape]
@@ -167,6 +167,7 @@ def test_auto_takes_winograd_where_it_pays(winograd_calls, rng):
 
 @pytest.mark.parametrize("shape, kwargs", [
     ((4, 16, 32, 32, 8), dict(padding=1)),  # few output channels
+    ((4, 16, 32, 32, 16), dict(padding=1)),  # 16 in and 16 out
     ((4, 8, 32, 32, 16), dict(padding=1)),  # few input channels
     ((4, 256, 32, 32, 16), dict(padding=1)),  # many input channels
     ((1, 16, 60, 60, 16), dict(padding=1)),  # little output
@@ -183,7 +184,7 @@ def test_auto_keeps_direct_elsewhere(shape, kwargs, winograd_calls, rng):
 @pytest.mark.parametrize("spoiled", ["x", "weight", "grad_output"])
 def test_auto_puts_nan_and_inf_where_direct_does(spoiled, dtype, winograd_calls, rng):
     x, w, b = operands(rng, LAYER, dtype)
-    dy = rng.standard_normal((4, 16, 32, 32)).astype(dtype)
+    dy = rng.standard_normal((4, LAYER[4], 32, 32)).astype(dtype)
     target = {"x": x, "weight": w, "grad_output": dy}[spoiled]
     target[0, 0, 1, 2], target[-1, -1, -1, -1], target[1, 3, 0, 0] = np.inf, -np.inf, np.nan
 
