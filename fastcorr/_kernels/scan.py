@@ -6,7 +6,6 @@ import numba
 import numpy as np
 from numba import prange
 
-from fastcorr import _kernels
 from fastcorr._kernels import kernel, shared
 
 
@@ -33,8 +32,8 @@ def all_finite(a) -> bool:
     if a.dtype.kind not in "fc":
         return True
     flat = a.reshape(-1)
-    if flat.size < _kernels.SERIAL_WORK:
-        return bool(finite_span(flat, 0, flat.size))
+    if finite_spans.pick(flat.size) is finite_spans.serial:
+        return bool(finite_span(flat, 0, flat.size))  # the body itself: one span, no flags to allocate
     flags = np.empty(4 * numba.get_num_threads(), np.bool_)
     finite_spans.parallel(flat, flags, -(-flat.size // flags.size))
     return bool(flags.all())
