@@ -7,11 +7,13 @@ import numpy as np
 from numba import prange
 
 from fastcorr._kernels import kernel, shared
+from fastcorr._kernels.simd import full_width
 
 
 @shared(reassociate=True)
 def finite_span(flat, lo, hi):
     """Whether ``flat[lo:hi]`` is all finite: ``sum(flat * 0)`` is zero, not NaN."""
+    full_width()
     acc = flat.dtype.type(0)
     for i in range(lo, hi):
         acc += flat[i] * 0

@@ -92,11 +92,10 @@ def _vectors(context, builder, dtype, count):
     return vector, fma, load, store
 
 
-def _check(array, name, dtype=None):
-    if not (isinstance(array, types.Array) and array.layout == "C" and array.ndim == 1):
-        raise TypingError(f"tile: {name} must be a 1-D C-contiguous array, got {array}")
-    if dtype is not None and array.dtype != dtype:
-        raise TypingError(f"tile: {name} must hold {dtype}, got {array}")
+def check_flat(intrinsic, array, name, dtype):
+    """Typing check of an intrinsic's array argument: 1-D, C-contiguous, of ``dtype``."""
+    if not (isinstance(array, types.Array) and array.layout == "C" and array.ndim == 1 and array.dtype == dtype):
+        raise TypingError(f"{intrinsic}: {name} must be a 1-D C-contiguous array of {dtype}, got {array}")
 
 
 @intrinsic
@@ -117,8 +116,8 @@ def tile(typingctx, c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows
     if dtype not in (types.float32, types.float64):
         raise TypingError(f"tile: c must hold float32 or float64, got {c}")
     for array, name in ((c, "c"), (a, "a"), (b, "b")):
-        _check(array, name, dtype)
-    _check(b_offsets, "b_offsets", types.int64)
+        check_flat("tile", array, name, dtype)
+    check_flat("tile", b_offsets, "b_offsets", types.int64)
     signature = types.none(c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows, accumulate)
     mr, nv, count = TILE_ROWS, TILE_VECTORS, lanes(dtype.bitwidth // 8)
 
@@ -239,8 +238,8 @@ def dots(typingctx, sums, s_base, lds, a, a_base, lda, b, b_base, b_offsets, len
     if dtype not in (types.float32, types.float64):
         raise TypingError(f"dots: sums must hold float32 or float64, got {sums}")
     for array, name in ((sums, "sums"), (a, "a"), (b, "b")):
-        _check(array, name, dtype)
-    _check(b_offsets, "b_offsets", types.int64)
+        check_flat("dots", array, name, dtype)
+    check_flat("dots", b_offsets, "b_offsets", types.int64)
     signature = types.none(sums, s_base, lds, a, a_base, lda, b, b_base, b_offsets, length)
     rows, taps, count = DOT_ROWS, DOT_TAPS, lanes(dtype.bitwidth // 8)
 

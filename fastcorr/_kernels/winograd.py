@@ -117,11 +117,6 @@ class _VectorOps:
         return self.builder.call(self.fma_, [self.constant(k), a, b])
 
 
-def _check(array, name, dtype):
-    if not (isinstance(array, types.Array) and array.layout == "C" and array.ndim == 1 and array.dtype == dtype):
-        raise TypingError(f"winograd: {name} must be a 1-D C-contiguous array of {dtype}, got {array}")
-
-
 def _addresses(context, builder, array_type, array, offsets_type, offsets, first, base, count):
     """The addresses of ``array[offsets[first + l] + base]`` for the lanes ``l < count`` (a vector
     of i64), the element size in bytes, and the array's pointer type."""
@@ -150,9 +145,9 @@ def transform_input(typingctx, v, v_off, ldv, x, x_at, first, base, pitch):
     dtype = v.dtype
     if dtype not in (types.float32, types.float64):
         raise TypingError(f"transform_input: v must hold float32 or float64, got {v}")
-    _check(v, "v", dtype)
-    _check(x, "x", dtype)
-    _check(x_at, "x_at", types.int64)
+    simd.check_flat("transform_input", v, "v", dtype)
+    simd.check_flat("transform_input", x, "x", dtype)
+    simd.check_flat("transform_input", x_at, "x_at", types.int64)
     count = simd.lanes(dtype.bitwidth // 8)
 
     def codegen(context, builder, sig, args):
@@ -195,10 +190,10 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
     dtype = out.dtype
     if dtype not in (types.float32, types.float64):
         raise TypingError(f"transform_output: out must hold float32 or float64, got {out}")
-    _check(out, "out", dtype)
-    _check(m, "m", dtype)
+    simd.check_flat("transform_output", out, "out", dtype)
+    simd.check_flat("transform_output", m, "m", dtype)
     for table, name in ((y_at, "y_at"), (rows, "rows"), (columns, "columns")):
-        _check(table, name, types.int64)
+        simd.check_flat("transform_output", table, name, types.int64)
     count = simd.lanes(dtype.bitwidth // 8)
 
     def codegen(context, builder, sig, args):
