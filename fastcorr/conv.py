@@ -234,7 +234,8 @@ def _runs_winograd(method: str, geo: _Geometry, weight_shape, out_shape, operand
     operand is finite (so that an inf or NaN lands where direct convolution puts it)."""
     if method != "auto":
         return method == "winograd"
-    return (not _winograd_refusal(geo, weight_shape, role) and _winograd_pays(weight_shape, out_shape)
+    # The cheap test first: small and tiny calls, on the hot path, never format a refusal.
+    return (_winograd_pays(weight_shape, out_shape) and not _winograd_refusal(geo, weight_shape, role)
             and all(all_finite(a) for a in operands))
 
 
