@@ -110,7 +110,7 @@ def single_impls(x: np.ndarray, k: np.ndarray, more: bool = False) -> dict[str, 
     out = np.empty((x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1), x.dtype)
     impls: dict[str, Callable[[], object]] = {"fastcorr": lambda: fc.corr2d(x, k)}
     if more:
-        rect, interior = corr.plan(x.shape, k.shape, out.shape, 0, 0)  # 'valid': all interior, or all border
+        rect, interior = corr.plan(x.dtype, x.shape, k.shape, out.shape, 0, 0)  # 'valid': all interior, or all border
         if interior is None:
             impls["fastcorr serial"] = lambda: corr.border.serial(x, k, out, 0, 0, corr.FILL, out.dtype.type(0),
                                                                   *rect, False, out.shape[0])

@@ -27,8 +27,8 @@ def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
     k = (rng.standard_normal(shapes[1]) * 8).astype(dtype)
     (h, w), (kh, kw) = shapes
     names = {corr.FILL: "fill", corr.SYMM: "symm", corr.WRAP: "wrap", corr.NEAREST: "nearest", corr.MIRROR: "mirror"}
-    loops = [loop for loop in INTERIOR_LOOPS if loop is corr.rows or (kh, kw) == (
-        (3, 3) if loop is corr.tile3x3 else (5, 5))]
+    loops = [loop for loop in INTERIOR_LOOPS if loop is corr.rows or (kh, kw) == (3, 3) and loop is corr.tile3x3
+             or (kh, kw) == (5, 5) and loop is corr.tile5x5 and np.dtype(dtype) in corr._BAND_DTYPES]
     for boundary, (p0, p1) in itertools.product(BOUNDARIES, [(0, 0), (kh - 1, kw - 1), (kh // 2, 1)]):
         shape = (h + kh - 1 - p0 if p0 else max(h - kh + 1, 1), w + kw - 1 - p1 if p1 else max(w - kw + 1, 1))
         expected = naive.shifted_correlation(x, k, shape, p0, p1, names[boundary], dtype(3))
@@ -82,6 +82,32 @@ def test_the_wide_tile_matches_the_loops_at_every_block_edge(dtype, kernel, rng)
         np.testing.assert_allclose(results[0], expected[r0:r1, c0:c1], **tolerance)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_5x5_band_tile_matches_the_loops_at_every_block_edge(dtype, rng):
+    """Blocks of BAND_ROWS rows, the last overlapping, tasks shorter than a block, rows of a
+    vector and around it, narrower rows one element at a time; twins bit for bit."""
+    lanes = simd.lanes(np.dtype(dtype).itemsize)
+    mr = corr.BAND_ROWS
+    for rows, columns in itertools.product([1, mr - 1, mr, mr + 1, 2 * mr - 1, 3 * mr + 2],
+                                           [1, lanes - 1, lanes, lanes + 1, 2 * lanes - 1, 3 * lanes + 5]):
+        x = (rng.standard_normal((rows + 6, columns + 7)) * 8).astype(dtype)
+        k = (rng.standard_normal((5, 5)) * 8).astype(dtype)
+        shape = (rows + 2, columns + 3)  # border rows and columns around the interior
+        r0, r1, c0, c1 = 1, rows + 1, 1, columns + 1
+        expected = naive.shifted_correlation(x, k, shape, 1, 1, "fill", dtype(0))
+        results = []
+        for twin, step in [("serial", 10**6), ("parallel", 1), ("parallel", mr), ("parallel", mr + 1)]:
+            out = np.full(shape, 7, dtype)
+            getattr(corr.tile5x5, twin)(x, k, out, r0, r1, c0, c1, -1, -1, step)
+            np.testing.assert_array_equal(out[[0, -1]], 7)  # nothing outside the interior is written
+            np.testing.assert_array_equal(out[:, [0, -2, -1]], 7)
+            results.append(out[r0:r1, c0:c1])
+        for other in results[1:]:
+            np.testing.assert_array_equal(results[0], other)
+        tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(results[0], expected[r0:r1, c0:c1], **tolerance)
+
+
 def test_the_wide_tile_is_taken_only_where_it_fits():
     f32, f64, c128 = (np.dtype(t) for t in (np.float32, np.float64, np.complex128))
     assert corr._wide_fits(f32, (7, 1), simd.TILE_ROWS, corr._wide_columns(f32))
@@ -103,7 +129,12 @@ def test_the_wide_tile_is_taken_only_where_it_fits():
      ((64, 64), (5, 5), (64, 64), (2, 65 - corr.ROW_BLOCK), (2, 62, 65 - corr.ROW_BLOCK, 64), "tile5x5")],
 )
 def test_plan_splits_interior_and_border(shape, kernel, out, pad, interior, loop):
-    assert corr.plan(shape, kernel, out, *pad) == (interior, loop and getattr(corr, loop))
+    assert corr.plan(np.dtype(np.float64), shape, kernel, out, *pad) == (interior, loop and getattr(corr, loop))
+
+
+def test_the_5x5_tile_is_planned_for_float32_and_float64_only():
+    for dtype, loop in [(np.float32, corr.tile5x5), (np.float64, corr.tile5x5), (np.complex128, corr.rows), (np.int64, corr.rows)]:
+        assert corr.plan(np.dtype(dtype), (64, 64), (5, 5), (60, 60), 0, 0) == ((0, 60, 0, 60), loop)
 
 
 def test_pick_runs_small_work_serially():

@@ -15,9 +15,10 @@ The outputs whose taps all fall inside ``x`` form a rectangle, the interior; the
 form the border. Python splits every call into the two (:func:`plan`), so that a call
 compiles only the loops it runs and no loop carries code it does not need:
 
-- The interior runs on a loop that knows nothing of boundaries: :func:`tile3x3` and
-  :func:`tile5x5` take all taps of their kernel in one pass over each output row (the 3x3
-  tile takes two neighbouring rows at once from four source rows when rows are long), and
+- The interior runs on a loop that knows nothing of boundaries: :func:`tile3x3` takes all
+  nine taps in one pass over each output row (two neighbouring rows at once from four source
+  rows when rows are long), :func:`tile5x5` (float32 and float64) runs blocks of
+  :data:`BAND_ROWS` rows on :func:`fastcorr._kernels.simd.band`, the 25 taps in registers, and
   :func:`rows` takes any kernel, three taps of a kernel row per pass over a block of
   columns that stays in L1. Their inner loops run over zero-based slices, so LLVM
   vectorises them. Kernels of :data:`WIDE_ROWS` rows or more on a finite float image take
@@ -46,7 +47,7 @@ from numba import prange
 
 from fastcorr._kernels import helper, kernel, shared
 from fastcorr._kernels.scan import all_finite
-from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, full_width, lanes, tile
+from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, band, full_width, lanes, tile
 
 FILL, SYMM, WRAP, NEAREST, MIRROR = 0, 1, 2, 3, 4
 _BLOCK = 2048
@@ -56,6 +57,11 @@ _PAIR_COLUMNS = 384
 #: loop takes four vectors per step and leaves shorter rows to a scalar loop. Shorter rows
 #: run on :func:`rows`.
 ROW_BLOCK = 2 * lanes(4)
+#: Output rows per block of the 5x5 register tile: its 25 taps, the block's accumulators and a
+#: loaded vector in the 32 vector registers of AVX-512 (AVX2's 16 reload some taps).
+BAND_ROWS = 4
+_band5x5, _band5x5_row = band(5, 5, BAND_ROWS), band(5, 5, 1)
+_BAND_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: Calls of fewer multiply-adds run wholly on :func:`small`: the call costs more than any loop.
 _SMALL = 4096
 
@@ -66,7 +72,7 @@ def correlate(x, k, out, p0, p1, boundary, fill):
     if work < _SMALL:
         small(x, k, out, p0, p1, boundary, fill, 0)
         return
-    (r0, r1, c0, c1), interior = plan(x.shape, k.shape, out.shape, p0, p1)
+    (r0, r1, c0, c1), interior = plan(x.dtype, x.shape, k.shape, out.shape, p0, p1)
     if interior is rows and _wide_fits(x.dtype, k.shape, r1 - r0, c1 - c0) and all_finite(x):
         packed, offsets = _wide_operands(k, x.shape[1])
         twin = wide.pick(work)
@@ -90,24 +96,24 @@ def _rows_per_task(twin, loop, rows):
     return max(2, step + step % 2)
 
 
-def plan(shape, kernel_shape, out_shape, p0, p1):
+def plan(dtype, shape, kernel_shape, out_shape, p0, p1):
     """The interior rectangle ``(r0, r1, c0, c1)`` of the output and the loop that computes it
     (None: the whole output is border)."""
-    key = (shape, kernel_shape, out_shape, p0, p1)
+    key = (dtype, shape, kernel_shape, out_shape, p0, p1)
     try:
         return _PLANS[key]
     except KeyError:
         pass
     if len(_PLANS) > 1024:
         _PLANS.clear()
-    _PLANS[key] = result = _plan(shape, kernel_shape, out_shape, p0, p1)
+    _PLANS[key] = result = _plan(dtype, shape, kernel_shape, out_shape, p0, p1)
     return result
 
 
 _PLANS: dict = {}
 
 
-def _plan(shape, kernel_shape, out_shape, p0, p1):
+def _plan(dtype, shape, kernel_shape, out_shape, p0, p1):
     (h, w), (kh, kw), (oh, ow) = shape, kernel_shape, out_shape
     r0, r1 = _inside(h, kh, oh, p0)
     c0, c1 = _inside(w, kw, ow, p1)
@@ -115,7 +121,7 @@ def _plan(shape, kernel_shape, out_shape, p0, p1):
         return (0, 0, 0, 0), None
     if kh == kw == 3 and c1 - c0 >= ROW_BLOCK:
         return (r0, r1, c0, c1), tile3x3
-    if kh == kw == 5:
+    if kh == kw == 5 and dtype in _BAND_DTYPES:
         return (r0, r1, c0, c1), tile5x5
     return (r0, r1, c0, c1), rows
 
@@ -181,11 +187,18 @@ def _tile3x3_task(i0, i1, x, k, out, c0, c1, dr, dc):
 
 @shared
 def _tile5x5_task(i0, i1, x, k, out, c0, c1, dr, dc):
+    """Blocks of :data:`BAND_ROWS` rows on the register tile, the last one overlapping the one
+    before it; a task of fewer rows row by row, with the same sums."""
     full_width()
-    s, e = c0 + dc, c1 + dc + 4
-    for i in range(i0, i1):
-        r = i + dr
-        _tile5x5(out[i, c0:c1], k, x[r, s:e], x[r + 1, s:e], x[r + 2, s:e], x[r + 3, s:e], x[r + 4, s:e])
+    ldo, ldx = out.shape[1], x.shape[1]
+    flat_out, flat_x, taps = out.ravel(), x.ravel(), k.ravel()
+    if i1 - i0 < BAND_ROWS:
+        for i in range(i0, i1):
+            _band5x5_row(flat_out, i * ldo + c0, ldo, flat_x, (i + dr) * ldx + c0 + dc, ldx, taps, c1 - c0)
+        return
+    for start in range(i0, i1, BAND_ROWS):
+        i = min(start, i1 - BAND_ROWS)
+        _band5x5(flat_out, i * ldo + c0, ldo, flat_x, (i + dr) * ldx + c0 + dc, ldx, taps, c1 - c0)
 
 
 # Tall kernels: the interior on the register tile.
@@ -494,22 +507,6 @@ def _tile3x3x2(d0, d1, k, s0, s1, s2, s3):
         d1[j] = ((a0 * u0 + a1 * u1 + a2 * u2)
                  + (b0 * v0 + b1 * v1 + b2 * v2)
                  + (c0 * s3[j] + c1 * s3[j + 1] + c2 * s3[j + 2]))
-
-
-@helper
-def _tile5x5(dst, k, s0, s1, s2, s3, s4):
-    """``dst[j] = sum over a, b < 5 of k[a, b] * s_a[j + b]``, in that order, in one pass."""
-    a0, a1, a2, a3, a4 = k[0, 0], k[0, 1], k[0, 2], k[0, 3], k[0, 4]
-    b0, b1, b2, b3, b4 = k[1, 0], k[1, 1], k[1, 2], k[1, 3], k[1, 4]
-    c0, c1, c2, c3, c4 = k[2, 0], k[2, 1], k[2, 2], k[2, 3], k[2, 4]
-    d0, d1, d2, d3, d4 = k[3, 0], k[3, 1], k[3, 2], k[3, 3], k[3, 4]
-    e0, e1, e2, e3, e4 = k[4, 0], k[4, 1], k[4, 2], k[4, 3], k[4, 4]
-    for j in range(dst.shape[0]):
-        dst[j] = (a0 * s0[j] + a1 * s0[j + 1] + a2 * s0[j + 2] + a3 * s0[j + 3] + a4 * s0[j + 4]
-                  + b0 * s1[j] + b1 * s1[j + 1] + b2 * s1[j + 2] + b3 * s1[j + 3] + b4 * s1[j + 4]
-                  + c0 * s2[j] + c1 * s2[j + 1] + c2 * s2[j + 2] + c3 * s2[j + 3] + c4 * s2[j + 4]
-                  + d0 * s3[j] + d1 * s3[j + 1] + d2 * s3[j + 2] + d3 * s3[j + 3] + d4 * s3[j + 4]
-                  + e0 * s4[j] + e1 * s4[j + 1] + e2 * s4[j + 2] + e3 * s4[j + 3] + e4 * s4[j + 4])
 
 
 # Per-element helpers, inlined.

@@ -300,3 +300,87 @@ def dots(typingctx, sums, s_base, lds, a, a_base, lda, b, b_base, b_offsets, len
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+
+def band(kh: int, kw: int, rows: int):
+    """A register tile for correlation with a ``kh x kw`` kernel (the taps held in registers),
+    ``rows`` output rows at a time: an intrinsic ``(out, o_base, ldo, x, x_base, ldx, k, n)``::
+
+        out[o_base + i * ldo + j] = sum over a < kh, b < kw of k[a * kw + b] * x[x_base + (i + a) * ldx + j + b]
+
+    for ``i < rows`` and ``j < n``. Each sum is ``k[0] * x`` then fused multiply-adds in ``(a, b)``
+    order, whatever ``rows`` and ``n``: tiles of any height give the same bits. Each vector of ``x``
+    is loaded once per block and feeds every output row that reads it; the last vector of a row
+    overlaps the one before it, and rows narrower than a vector run one element at a time.
+    Indices are not checked: the caller keeps every access in bounds.
+    """
+
+    @intrinsic
+    def band_tile(typingctx, out, o_base, ldo, x, x_base, ldx, k, n):
+        dtype = out.dtype
+        if dtype not in (types.float32, types.float64):
+            raise TypingError(f"band: out must hold float32 or float64, got {out}")
+        for array, name in ((out, "out"), (x, "x"), (k, "k")):
+            check_flat("band", array, name, dtype)
+        signature = types.none(out, o_base, ldo, x, x_base, ldx, k, n)
+
+        def codegen(context, builder, sig, args):
+            t = sig.args
+            i64 = ir.IntType(64)
+
+            def intp(i):
+                return context.cast(builder, args[i], t[i], types.intp)
+
+            o_data = _pointer(context, builder, t[0], args[0], args[1], t[1])
+            x_data = _pointer(context, builder, t[3], args[3], args[4], t[4])
+            k_data = context.make_array(t[6])(context, builder, value=args[6]).data
+            ldo_, ldx_, n_ = intp(2), intp(5), intp(7)
+            x_rows = [builder.gep(x_data, [builder.mul(ldx_, ir.Constant(i64, s))]) for s in range(rows + kh - 1)]
+            o_rows = [builder.gep(o_data, [builder.mul(ldo_, ir.Constant(i64, i))]) for i in range(rows)]
+            weights = [builder.load(builder.gep(k_data, [ir.Constant(i64, tap)])) for tap in range(kh * kw)]
+            count = lanes(dtype.bitwidth // 8)
+            vector, vector_fma, vector_load, vector_store = _vectors(context, builder, dtype, count)
+            splats = [_splat(builder, w, vector) for w in weights]
+            scalar_fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(weights[0].type, [weights[0].type] * 3), f"llvm.fma.f{dtype.bitwidth}")
+
+            function = builder.function
+            entry = builder.block
+            vector_block = function.append_basic_block("band.vectors")
+            narrow_block = function.append_basic_block("band.narrow")
+            scalar_block = function.append_basic_block("band.scalars")
+            exit_block = function.append_basic_block("band.exit")
+            builder.cbranch(builder.icmp_signed(">=", n_, ir.Constant(i64, count)), vector_block, narrow_block)
+            builder.position_at_end(narrow_block)
+            builder.cbranch(builder.icmp_signed(">", n_, ir.Constant(i64, 0)), scalar_block, exit_block)
+
+            def loop(block, first, width, taps, fma, load, store):
+                """Columns ``width`` at a time from 0 while below ``n``, the last step at ``n - width``."""
+                builder.position_at_end(block)
+                step = builder.phi(i64)
+                step.add_incoming(ir.Constant(i64, 0), first)
+                last = builder.sub(n_, ir.Constant(i64, width))
+                j = builder.select(builder.icmp_signed("<", step, last), step, last)
+                acc = [None] * rows
+                for s in range(rows + kh - 1):
+                    for b in range(kw):
+                        v = load(builder.gep(x_rows[s], [builder.add(j, ir.Constant(i64, b))]))
+                        for i in range(max(0, s - kh + 1), min(rows, s + 1)):
+                            tap = taps[(s - i) * kw + b]
+                            acc[i] = builder.fmul(tap, v) if acc[i] is None else builder.call(fma, [tap, v, acc[i]])
+                for i in range(rows):
+                    store(acc[i], builder.gep(o_rows[i], [j]))
+                following = builder.add(step, ir.Constant(i64, width))
+                step.add_incoming(following, block)
+                builder.cbranch(builder.icmp_signed("<", following, n_), block, exit_block)
+
+            loop(vector_block, entry, count, splats, vector_fma, vector_load, vector_store)
+            loop(scalar_block, narrow_block, 1, weights, scalar_fma, builder.load, builder.store)
+            builder.position_at_end(exit_block)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return band_tile
+
