@@ -112,8 +112,9 @@ def single_impls(x: np.ndarray, k: np.ndarray, more: bool = False) -> dict[str, 
     if more:
         rect, interior = corr.plan(x.dtype, x.shape, k.shape, out.shape, 0, 0)  # 'valid': all interior, or all border
         if interior is None:
+            columns = corr.strip_columns(x.shape[1], out.shape[1], k.shape[1], 0, 0, 0, corr.FILL)
             impls["fastcorr serial"] = lambda: corr.border.serial(x, k, out, 0, 0, corr.FILL, out.dtype.type(0),
-                                                                  *rect, False, out.shape[0])
+                                                                  *rect, columns, False, out.shape[0])
         else:
             impls["fastcorr serial"] = lambda: interior.serial(x, k, out, *rect, 0, 0, out.shape[0])
         if x.size <= 64 * 64:

@@ -477,7 +477,7 @@ def _extend(x, axis, before, after, boundary, fill):
         pieces = [_constant(x, axis, before, fill), x, _constant(x, axis, after, fill)]
     elif boundary in (_corr.NEAREST, _corr.MIRROR):
         n = x.shape[axis]
-        pieces = [da.take(x, _ndimage.edge_index(np.arange(start, stop), n, boundary), axis=axis) if stop > start else None
+        pieces = [da.take(x, _corr.edge_index(np.arange(start, stop), n, boundary), axis=axis) if stop > start else None
                   for start, stop in ((-before, 0), (n, n + after))]
         pieces.insert(1, x)
     else:

@@ -405,7 +405,7 @@ def _sources(planes: int, lead: Sequence[int], kernel: Sequence[int], pads: Sequ
     kernel offset, the input plane it reads, or -1 for a plane of the fill value."""
     index = np.zeros((1, 1), np.int64)
     for n, kn, pad in zip(lead, kernel, pads):
-        src = edge_index(np.arange(n)[:, None] + np.arange(kn)[None, :] - pad, n, boundary)
+        src = _corr.edge_index(np.arange(n)[:, None] + np.arange(kn)[None, :] - pad, n, boundary)
         combined = index[:, None, :, None] * n + src[None, :, None, :]
         combined[(index[:, None, :, None] < 0) | (src[None, :, None, :] < 0)] = -1
         index = combined.reshape(index.shape[0] * n, index.shape[1] * kn)
@@ -413,26 +413,6 @@ def _sources(planes: int, lead: Sequence[int], kernel: Sequence[int], pads: Sequ
     batch = np.arange(planes // per_batch, dtype=np.int64)[:, None, None] * per_batch
     sources = np.where(index[None] < 0, -1, index[None] + batch)
     return np.ascontiguousarray(sources.reshape(planes, -1), dtype=np.int64)
-
-
-def edge_index(t: np.ndarray, n: int, boundary: int) -> np.ndarray:
-    """The input index that extended position ``t`` reads along an axis of length ``n``
-    (-1: the fill value), by the kernels' edge rules."""
-    inside = (t >= 0) & (t < n)
-    if boundary == _corr.FILL:
-        src = np.full(t.shape, -1, np.int64)
-    elif boundary == _corr.WRAP:
-        src = t % n
-    elif boundary == _corr.NEAREST:
-        src = np.clip(t, 0, n - 1)
-    elif boundary == _corr.MIRROR:
-        period = max(2 * n - 2, 1)
-        m = t % period
-        src = np.where(m < n, m, period - m) if n > 1 else np.zeros_like(t)
-    else:
-        m = t % (2 * n)
-        src = np.where(m < n, m, 2 * n - 1 - m)
-    return np.where(inside, t, src).astype(np.int64)
 
 
 def store(result: np.ndarray, output: np.ndarray) -> np.ndarray:

@@ -134,7 +134,7 @@ def test_a_body_is_called_by_symbol_not_compiled_into_its_callers():
     from fastcorr._kernels import _link, corr
 
     x, k, out = np.ones((5, 6)), np.ones((2, 2)), np.zeros((4, 5))
-    args = (x, k, out, 0, 0, corr.FILL, 0.0, 0, 0, 0, 0, False, 4)
+    args = (x, k, out, 0, 0, corr.FILL, 0.0, 0, 0, 0, 0, corr.strip_columns(6, 5, 2, 0, 0, 0, corr.FILL), False, 4)
     corr.border.serial(*args)
     assert (out == 4).all()
     caller = corr.border.serial.overloads[tuple(numba.typeof(a) for a in args)]

@@ -33,6 +33,7 @@ def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
         shape = (h + kh - 1 - p0 if p0 else max(h - kh + 1, 1), w + kw - 1 - p1 if p1 else max(w - kw + 1, 1))
         expected = naive.shifted_correlation(x, k, shape, p0, p1, names[boundary], dtype(3))
         (r0, r1), (c0, c1) = corr._inside(h, kh, shape[0], p0), corr._inside(w, kw, shape[1], p1)
+        tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
         results = []
         for interior, (twin, step) in itertools.product(loops, [("serial", shape[0]), ("parallel", 2), ("parallel", 4)]):
             if interior is corr.tile3x3 and c1 - c0 < corr.ROW_BLOCK:
@@ -40,16 +41,26 @@ def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
             out = np.full(shape, 7, dtype)
             if r0 < r1 and c0 < c1:
                 getattr(interior, twin)(x, k, out, r0, r1, c0, c1, -p0, -p1, step)
-            getattr(corr.border, twin)(x, k, out, p0, p1, boundary, dtype(3), r0, r1, c0, c1, False, step)
+            columns = corr.strip_columns(w, shape[1], kw, p1, c0, c1, boundary)
+            getattr(corr.border, twin)(x, k, out, p0, p1, boundary, dtype(3), r0, r1, c0, c1, columns, False, step)
             results.append(out)
         whole = np.full(shape, 7, dtype)
-        corr.border.serial(x, k, whole, p0, p1, boundary, dtype(3), 0, 0, 0, 0, False, 3)
+        columns = corr.strip_columns(w, shape[1], kw, p1, 0, 0, boundary)
+        corr.border.serial(x, k, whole, p0, p1, boundary, dtype(3), 0, 0, 0, 0, columns, False, 3)
         twice = whole.copy()
-        corr.border.parallel(x, k, twice, p0, p1, boundary, dtype(3), 0, 0, 0, 0, True, 2)
+        corr.border.parallel(x, k, twice, p0, p1, boundary, dtype(3), 0, 0, 0, 0, columns, True, 2)
+        if r0 < r1 and c0 < c1:
+            # The middle rows' strips add into the output too: the border doubles, the interior stays.
+            added = results[0].copy()
+            columns = corr.strip_columns(w, shape[1], kw, p1, c0, c1, boundary)
+            corr.border.serial(x, k, added, p0, p1, boundary, dtype(3), r0, r1, c0, c1, columns, True, shape[0])
+            inside = np.zeros(shape, bool)
+            inside[r0:r1, c0:c1] = True
+            np.testing.assert_array_equal(added[inside], results[0][inside])
+            np.testing.assert_allclose(added[~inside], expected[~inside] * 2, **tolerance)
         for serial, *parallel in zip(results[::3], results[1::3], results[2::3]):
             for other in parallel:
                 np.testing.assert_array_equal(serial, other)
-        tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
         for result in results + [whole, twice / 2 if dtype != np.int32 else twice // 2]:
             np.testing.assert_allclose(result, expected, **tolerance)
 

@@ -83,8 +83,9 @@ def correlate(x, k, out, p0, p1, boundary, fill):
         twin(x, k, out, r0, r1, c0, c1, -p0, -p1, _rows_per_task(twin, interior, r1 - r0))
     edge = out.size - (r1 - r0) * (c1 - c0)
     if edge:
+        columns = strip_columns(x.shape[1], out.shape[1], k.shape[1], p1, c0, c1, boundary)
         twin = border.pick(edge * k.size)
-        twin(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, False, _rows_per_task(twin, border, out.shape[0]))
+        twin(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, columns, False, _rows_per_task(twin, border, out.shape[0]))
 
 
 def _rows_per_task(twin, loop, rows):
@@ -259,11 +260,44 @@ def _wide_task(b0, b1, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns)
 # The border: every output outside the interior rectangle [r0, r1) x [c0, c1).
 
 @kernel
-def border(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate, step):
+def border(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, columns, accumulate, step):
+    """Every output outside the interior ``[r0, r1) x [c0, c1)``; the strips of the middle rows
+    read the columns :func:`strip_columns` gives."""
     oh = out.shape[0]
     for t in prange((oh + step - 1) // step):
         start = np.int64(t) * step
-        _border_task(start, min(start + step, oh), x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate)
+        end = min(start + step, oh)
+        _border_task(start, end, x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate)
+        if max(start, r0) < min(end, r1):
+            _strips(max(start, r0), min(end, r1), x, k, out, p0, c0, c1, columns, fill, accumulate)
+
+
+def strip_columns(w, ow, kw, p1, c0, c1, boundary) -> np.ndarray:
+    """The columns of ``x`` (``w`` wide; -1: the fill value) that the taps of a middle row's
+    strips read: from output column 0 on for the left strip, then from ``c1`` on for the right one."""
+    left = np.arange(c0 + kw - 1)
+    right = np.arange(c1, ow + kw - 1)
+    return edge_index(np.concatenate([left, right]) - p1, w, boundary)
+
+
+def edge_index(t: np.ndarray, n: int, boundary: int) -> np.ndarray:
+    """:func:`_source` over an array: the index of an axis of length ``n`` that extended
+    position ``t`` reads (-1: the fill value)."""
+    inside = (t >= 0) & (t < n)
+    if boundary == FILL:
+        src = np.full(t.shape, -1, np.int64)
+    elif boundary == WRAP:
+        src = t % n
+    elif boundary == NEAREST:
+        src = np.clip(t, 0, n - 1)
+    elif boundary == MIRROR:
+        period = max(2 * n - 2, 1)
+        m = t % period
+        src = np.where(m < n, m, period - m) if n > 1 else np.zeros_like(t)
+    else:
+        m = t % (2 * n)
+        src = np.where(m < n, m, 2 * n - 1 - m)
+    return np.where(inside, t, src).astype(np.int64)
 
 
 @shared
@@ -291,14 +325,37 @@ def _border_task(i0, i1, x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accu
     ow = out.shape[1]
     ext = np.empty(min(ow, _BLOCK) + k.shape[1] - 1, x.dtype)
     for i in range(i0, i1):
-        middle = r0 <= i < r1
-        for j0 in range(0, ow, _BLOCK):
-            j1 = min(j0 + _BLOCK, ow)
-            for part in range(2 if middle else 1):
-                # A middle row has two strips: left of the interior, and right of it.
-                lo = max(j0, c1) if part else j0
-                hi = min(j1, c0) if middle and not part else j1
-                _extended(x, k, out[i, lo:hi], ext, i, lo, p0, p1, boundary, fill, accumulate)
+        if not r0 <= i < r1:  # the middle rows' strips are :func:`_strips`'
+            for j0 in range(0, ow, _BLOCK):
+                _extended(x, k, out[i, j0 : min(j0 + _BLOCK, ow)], ext, i, j0, p0, p1, boundary, fill, accumulate)
+
+
+@shared
+def _strips(i0, i1, x, k, out, p0, c0, c1, columns, fill, accumulate):
+    """Rows ``[i0, i1)``, all middle rows, left of the interior and right of it. Their taps read
+    the same columns in every row: looked up in ``columns`` (see :func:`strip_columns`), not
+    extended row by row."""
+    full_width()
+    left = c0 + k.shape[1] - 1
+    for i in range(i0, i1):
+        _strip(x, k, out, i, 0, c0, columns[:left], p0, fill, accumulate)
+        _strip(x, k, out, i, c1, out.shape[1], columns[left:], p0, fill, accumulate)
+
+
+@helper
+def _strip(x, k, out, i, lo, hi, columns, p0, fill, accumulate):
+    """``out[i, lo:hi]`` (``+=`` when ``accumulate``) of a middle row, whose source rows are all
+    inside ``x``; tap ``b`` of output ``j`` reads column ``columns[j - lo + b]`` (-1: ``fill``).
+    The sums run in :func:`_extended`'s order, so the bits do not depend on the path."""
+    kh, kw = k.shape
+    for j in range(lo, hi):
+        total = out[i, j] if accumulate else out.dtype.type(0)
+        for a in range(kh):
+            r = i + a - p0
+            for b in range(kw):
+                c = columns[j - lo + b]
+                total += k[a, b] * (fill if c < 0 else x[r, c])
+        out[i, j] = total
 
 
 @helper
