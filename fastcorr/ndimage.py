@@ -177,7 +177,11 @@ def _correlate_or_convolve(input, weights, output, mode, cval, origin, convoluti
         # Only with more dimensions than the input, all the extra ones empty (scipy's zeros).
         return store(np.zeros(input.shape), np.empty(input.shape, dtype) if output is None else output)
     pads = [n // 2 + o for n, o in zip(weights.shape, origins)]
-    result = filtered(input, weights, pads, boundary, cval, dtype)
+    direct = (output is not None and output.dtype == compute_dtype(input.dtype, dtype) and output.flags.c_contiguous
+              and output.flags.writeable and not np.may_share_memory(output, input))
+    result = filtered(input, weights, pads, boundary, cval, dtype, output if direct else None)
+    if direct:
+        return output
     if output is None and result.dtype == dtype:
         return result if result.flags.c_contiguous else result.copy()
     return store(result, np.empty(input.shape, dtype) if output is None else output)
@@ -331,8 +335,9 @@ def compute_dtype(input_dtype: np.dtype, output_dtype: np.dtype) -> np.dtype:
 
 
 def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, cval: float,
-             output_dtype: np.dtype) -> np.ndarray:
-    """``out[i] = sum_a w[a] * ext(x)[i + a - pads]`` over every axis, in the compute dtype.
+             output_dtype: np.dtype, into: np.ndarray | None = None) -> np.ndarray:
+    """``out[i] = sum_a w[a] * ext(x)[i + a - pads]`` over every axis, in the compute dtype,
+    written into ``into`` (C-contiguous, of the compute dtype, apart from ``x``) when given.
 
     Axes the kernel spans (size > 1) are filtered, the others are planes of a stack: those
     before the filtered axes index the planes, a few elements after the last one are
@@ -345,7 +350,10 @@ def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, c
     spanned = [ax for ax in range(x.ndim) if w.shape[ax] > 1]
     if not spanned:
         with np.errstate(all="ignore"):
-            return (np.asarray(x, np.float64) * w.reshape(())).astype(dtype, copy=False)
+            result = (np.asarray(x, np.float64) * w.reshape(())).astype(dtype, copy=False)
+        if into is not None:
+            into[...] = result
+        return result
     last = spanned[-1]
     channels = int(np.prod(x.shape[last + 1:]))
     kernel = [w.shape[ax] for ax in spanned]
@@ -353,7 +361,7 @@ def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, c
     if len(spanned) == 1 and channels >= _LONG_ROW:
         # One filtered axis with long rows after it: planes of (that axis, the rest), no copy.
         planes = np.ascontiguousarray(x, dtype).reshape(-1, x.shape[last], channels)
-        out = np.empty(planes.shape, dtype)
+        out = np.empty(planes.shape, dtype) if into is None else into.reshape(planes.shape)
         _planes(planes, w.astype(dtype).reshape(1, -1, 1), out, np.arange(planes.shape[0], dtype=np.int64)[:, None], inner[0], 0,
                 boundary, fill, 1)
         return out.reshape(x.shape)
@@ -371,11 +379,16 @@ def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, c
     else:
         planes = xp.reshape(-1, x.shape[spanned[-2]], x.shape[last] * channels)
     lead = [x.shape[ax] for ax in spanned[:-2]]
-    out = np.empty(planes.shape, dtype)
+    transposed = order != sorted(order)
+    out = np.empty(planes.shape, dtype) if into is None or transposed else into.reshape(planes.shape)
     sources = _sources(planes.shape[0], lead, kernel[:-2], inner[:-2], boundary)
     _planes(planes, k.reshape(-1, *kernel[-2:]), out, sources, inner[-2], inner[-1], boundary, fill, channels)
     out = out.reshape(xp.shape)
-    return out.transpose(np.argsort(order)) if order != sorted(order) else out
+    if transposed:
+        out = out.transpose(np.argsort(order))
+        if into is not None:
+            into[...] = out
+    return out
 
 
 #: A filtered axis followed by at least this many elements per index runs without a transpose,

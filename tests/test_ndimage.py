@@ -289,6 +289,24 @@ def test_any_memory_layout_and_input_unchanged(name, x):
     np.testing.assert_array_equal(x, before)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, wshape, axes", [((40, 50), (3, 3), None), ((20, 30, 3), (3, 3), (0, 1)),
+                                                 ((6, 7, 8), (3, 1, 3), None), ((5, 200), (1, 3), None),
+                                                 ((9, 4, 5), (3, 2), (2, 0)), ((4, 5), (1, 1), None)])
+def test_an_output_array_of_the_sums_dtype_is_written_in_place(dtype, shape, wshape, axes, rng):
+    """The sums go straight into a C-contiguous output of their own dtype (no second pass): the
+    same bits as a new array, on every path (planes, channels, volumes, rows, a transpose)."""
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(wshape)
+    expected = fnd.correlate(x, w, axes=axes)
+    output = np.full(shape, 9, dtype)
+    assert fnd.correlate(x, w, output=output, axes=axes) is output
+    np.testing.assert_array_equal(output, expected)
+    strided = np.full(shape[::-1], 9, dtype).T  # not C-contiguous: written by a copy
+    assert fnd.correlate(x, w, output=strided, axes=axes) is strided
+    np.testing.assert_array_equal(strided, expected)
+
+
 def test_output_may_be_the_input():
     x = np.arange(20.0).reshape(4, 5)
     expected = snd.correlate(x, [[1, 2], [3, 4]])
