@@ -8,6 +8,7 @@ kernel does not span (size 1, as ``axes=`` leaves them) are planes of a stack.
 
 from __future__ import annotations
 
+import math
 import operator
 import warnings
 from collections.abc import Iterable, Sequence
@@ -285,7 +286,7 @@ def _get_output(output, input, complex_output=False):
     Returns ``(array, dtype)``: the caller's array, or None and the dtype of a new one."""
     if output is None:
         if not complex_output:
-            return None, np.dtype(input.dtype.name)
+            return None, input.dtype if input.dtype.isnative else input.dtype.newbyteorder("=")
         return None, np.promote_types(input.dtype, np.complex64)
     if isinstance(output, (type, np.dtype)):
         if complex_output and np.dtype(output).kind != "c":
@@ -355,7 +356,7 @@ def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, c
             into[...] = result
         return result
     last = spanned[-1]
-    channels = int(np.prod(x.shape[last + 1:]))
+    channels = math.prod(x.shape[last + 1:])
     kernel = [w.shape[ax] for ax in spanned]
     inner = [pads[ax] for ax in spanned]
     if len(spanned) == 1 and channels >= _LONG_ROW:
@@ -416,6 +417,8 @@ def _planes(x, k, out, sources, p0, p1, boundary, fill, channels):
 def _sources(planes: int, lead: Sequence[int], kernel: Sequence[int], pads: Sequence[int], boundary: int) -> np.ndarray:
     """For every output plane (batch index, then the leading axes' indices) and every leading
     kernel offset, the input plane it reads, or -1 for a plane of the fill value."""
+    if not lead:
+        return np.arange(planes, dtype=np.int64).reshape(planes, 1)
     index = np.zeros((1, 1), np.int64)
     for n, kn, pad in zip(lead, kernel, pads):
         src = _corr.edge_index(np.arange(n)[:, None] + np.arange(kn)[None, :] - pad, n, boundary)
