@@ -23,7 +23,8 @@ for twin_limit in (2**62, 0):
     _kernels.SERIAL_WORK = twin_limit
     for shape, kshape in [((7, 9), (3, 3)), ((9, 400), (3, 3)), ((8, 9), (5, 5)), ((6, 30), (2, 7)),
                           ((3, 2), (4, 5)), ((2, 2100), (1, 3)), ((4, 5), (1, 1)),
-                          ((64, 35), (3, 3))]:  # tile rows of one block and a bit
+                          ((64, 35), (3, 3)),  # tile rows of one block and a bit
+                          ((13, 41), (5, 5))]:  # 5x5 register tile blocks, the last overlapping
         x, k = rng.standard_normal(shape), rng.standard_normal(kshape)
         for mode, boundary in itertools.product(["full", "same", "valid"], ["fill", "wrap", "symm"]):
             if mode == "valid" and not (shape[0] >= kshape[0] and shape[1] >= kshape[1]):
@@ -54,7 +55,8 @@ for twin_limit in (2**62, 0):
         fc.conv2d_weight_grad(x, weight.shape, dy, **kwargs)
     for shape, kshape, axes in [((5, 6, 7), (3, 3, 3), None), ((3, 4, 2), (7, 2, 5), None), ((40,), (4,), None),
                                 ((9, 11, 3), (3, 3), (0, 1)), ((6, 5, 2), (4, 6), (0, 1)), ((7, 8, 4), (3, 3), (0, 1)),
-                                ((5, 7, 5), (2, 3), (0, 1)), ((2, 3, 4, 5), (2, 3, 2, 3), None)]:
+                                ((5, 7, 5), (2, 3), (0, 1)), ((2, 3, 4, 5), (2, 3, 2, 3), None),
+                                ((5, 700, 3), (3, 3), (0, 1)), ((3, 4, 2100), (3, 3, 3), None)]:  # rows read in place
         x, k = rng.standard_normal(shape), rng.standard_normal(kshape)
         for mode in ["reflect", "constant", "nearest", "mirror", "wrap"]:
             for func in ("correlate", "convolve"):

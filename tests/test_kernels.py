@@ -265,17 +265,50 @@ def test_every_tile_reads_inside_its_band(itemsize, width, kernel, out_hw, dilat
     assert wp >= out_hw[1] + dilation[1] * (kernel[1] - 1)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_stack_reads_long_rows_in_place(channels, rng):
+    """Rows of _IN_PLACE_ROW elements or more: 3x3 kernels read the source rows in place, the
+    positions at the row's ends extended by each rule, against scipy.ndimage channel by channel;
+    twins bit for bit, rows near the top and bottom on the ring in the same task."""
+    import scipy.ndimage as snd
+
+    h, w = 6, corr._IN_PLACE_ROW // channels + 3
+    x = rng.standard_normal((3, h, w * channels)) * 8
+    k = rng.standard_normal((2, 3, 3)) * 8
+    sources = np.array([[0, 1], [2, -1], [-1, 1]], np.int64)
+    modes = {corr.FILL: "constant", corr.SYMM: "reflect", corr.WRAP: "wrap", corr.NEAREST: "nearest",
+             corr.MIRROR: "mirror"}
+    for boundary, p0, p1 in itertools.product(BOUNDARIES, range(3), range(3)):
+        expected = np.zeros((3, h, w * channels))
+        for q, t in itertools.product(range(3), range(2)):
+            plane = np.full(x.shape[1:], 3.0) if sources[q, t] < 0 else x[sources[q, t]]
+            for c in range(channels):
+                expected[q, :, c::channels] += snd.correlate(plane[:, c::channels], k[t], mode=modes[boundary],
+                                                              cval=3.0, origin=(p0 - 1, p1 - 1))
+        results = []
+        for twin, step in [("serial", h), ("parallel", 1), ("parallel", 4)]:
+            out = np.full(expected.shape, 7.0)
+            getattr(corr.stack, twin)(x, k, out, sources, p0, p1, boundary, 3.0, channels, step)
+            results.append(out)
+        for other in results[1:]:
+            np.testing.assert_array_equal(results[0], other)
+        np.testing.assert_allclose(results[0], expected, rtol=1e-12, atol=1e-9)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
-@pytest.mark.parametrize("shapes", [((9, 40), (3, 3)), ((6, 7), (5, 2)), ((3, 4), (6, 7)), ((5, 9), (1, 4))])
+@pytest.mark.parametrize("shapes", [((9, 40), (3, 3)), ((4, 3), (3, 3)), ((6, 2), (3, 3)), ((6, 7), (5, 2)),
+                                    ((3, 4), (6, 7)), ((5, 9), (1, 4))])
 def test_stack_sums_plane_correlations_at_every_boundary(dtype, shapes, rng):
     """out[q] = sum_t corr(x[sources[q, t]], k[t]), a source of -1 being a plane of the fill value,
-    against naive.py, both twins bit for bit, kernels smaller and larger than the planes."""
+    against naive.py, both twins bit for bit, kernels smaller and larger than the planes; 3x3
+    kernels on rows read in place and on the ring of extended rows in one task, and planes too
+    narrow to read in place."""
     (h, w), (kh, kw) = shapes
     x = (rng.standard_normal((4, h, w)) * 8).astype(dtype)
     k = (rng.standard_normal((3, kh, kw)) * 8).astype(dtype)
     sources = np.array([[0, 1, 2], [3, -1, 0], [-1, -1, 2], [2, 2, 2], [1, 3, -1]], np.int64)
     names = {corr.FILL: "fill", corr.SYMM: "symm", corr.WRAP: "wrap", corr.NEAREST: "nearest", corr.MIRROR: "mirror"}
-    for boundary, (p0, p1) in itertools.product(BOUNDARIES, [(kh // 2, kw // 2), (0, kw - 1)]):
+    for boundary, (p0, p1) in itertools.product(BOUNDARIES, [(kh // 2, kw // 2), (0, kw - 1), (kh - 1, 0)]):
         fill = dtype(3)
         expected = np.zeros((5, h, w), dtype)
         for q, t in itertools.product(range(5), range(3)):
@@ -290,14 +323,15 @@ def test_stack_sums_plane_correlations_at_every_boundary(dtype, shapes, rng):
             np.testing.assert_array_equal(results[0], other)
         tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(results[0], expected, **tolerance)
-        # The same planes as the channels of interleaved rows.
-        interleaved = np.ascontiguousarray(np.concatenate([x, x[::-1]], axis=0).reshape(2, 4, h, w)
-                                           .transpose(1, 2, 3, 0)).reshape(4, h, w * 2)
-        out = np.full((5, h, w * 2), 7, dtype)
-        corr.stack.parallel(interleaved, k, out, sources, p0, p1, boundary, fill, 2, 1)
-        np.testing.assert_allclose(out[:, :, 0::2], expected, **tolerance)
-        mirrored = np.zeros((5, h, w), dtype)
-        for q, t in itertools.product(range(5), range(3)):
-            plane = np.full((h, w), fill) if sources[q, t] < 0 else x[3 - sources[q, t]]
-            mirrored[q] += naive.shifted_correlation(plane, k[t], (h, w), p0, p1, names[boundary], fill)
-        np.testing.assert_allclose(out[:, :, 1::2], mirrored, **tolerance)
+        # The same planes as the channels of interleaved rows (two, and RGB's three), each
+        # channel its own order of the planes.
+        for orders in ([0, 1, 2, 3], [3, 2, 1, 0]), ([0, 1, 2, 3], [3, 2, 1, 0], [1, 2, 3, 0]):
+            interleaved = np.ascontiguousarray(np.stack([x[order] for order in orders], axis=-1)).reshape(4, h, -1)
+            out = np.full((5, h, w * len(orders)), 7, dtype)
+            corr.stack.parallel(interleaved, k, out, sources, p0, p1, boundary, fill, len(orders), 1)
+            for c, order in enumerate(orders):
+                channel = np.zeros((5, h, w), dtype)
+                for q, t in itertools.product(range(5), range(3)):
+                    plane = np.full((h, w), fill) if sources[q, t] < 0 else x[order[sources[q, t]]]
+                    channel[q] += naive.shifted_correlation(plane, k[t], (h, w), p0, p1, names[boundary], fill)
+                np.testing.assert_allclose(out[:, :, c :: len(orders)], channel, **tolerance)
