@@ -80,17 +80,27 @@ def test_the_wide_tile_matches_the_loops_at_every_block_edge(dtype, kernel, rng)
         expected = naive.shifted_correlation(x, k, shape, 1, 1, "fill", dtype(0))
         assert corr._wide_fits(np.dtype(dtype), kernel, r1 - r0, c1 - c0)
         packed, offsets = corr._wide_operands(k, x.shape[1])
-        results = []
-        for twin, step in [("serial", 10**6), ("parallel", 1), ("parallel", 2)]:
-            out = np.full(shape, 7, dtype)
-            getattr(corr.wide, twin)(x, packed, offsets, out, r0, r1, c0, c1, dr - 1, dc - 1, nr, step)
-            np.testing.assert_array_equal(out[[0, -1]], 7)  # nothing outside the interior is written
-            np.testing.assert_array_equal(out[:, [0, -2, -1]], 7)
-            results.append(out[r0:r1, c0:c1])
-        for other in results[1:]:
-            np.testing.assert_array_equal(results[0], other)
+        interior = _interior_of_twins(
+            lambda twin, out, step: getattr(corr.wide, twin)(x, packed, offsets, out, r0, r1, c0, c1, dr - 1, dc - 1,
+                                                             nr, step), shape, dtype, [1, 2])
         tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
-        np.testing.assert_allclose(results[0], expected[r0:r1, c0:c1], **tolerance)
+        np.testing.assert_allclose(interior, expected[r0:r1, c0:c1], **tolerance)
+
+
+def _interior_of_twins(run, shape, dtype, parallel_steps):
+    """``run(twin, out, step)`` on an output of ``shape`` with one row and column of border
+    before its interior and one row and two columns after it: the serial twin and the parallel
+    one at each step must write the interior alone, the same bits each; that interior."""
+    results = []
+    for twin, step in [("serial", 10**6)] + [("parallel", step) for step in parallel_steps]:
+        out = np.full(shape, 7, dtype)
+        run(twin, out, step)
+        np.testing.assert_array_equal(out[[0, -1]], 7)  # nothing outside the interior is written
+        np.testing.assert_array_equal(out[:, [0, -2, -1]], 7)
+        results.append(out[1:-1, 1:-2])
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+    return results[0]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -106,17 +116,11 @@ def test_the_5x5_band_tile_matches_the_loops_at_every_block_edge(dtype, rng):
         shape = (rows + 2, columns + 3)  # border rows and columns around the interior
         r0, r1, c0, c1 = 1, rows + 1, 1, columns + 1
         expected = naive.shifted_correlation(x, k, shape, 1, 1, "fill", dtype(0))
-        results = []
-        for twin, step in [("serial", 10**6), ("parallel", 1), ("parallel", mr), ("parallel", mr + 1)]:
-            out = np.full(shape, 7, dtype)
-            getattr(corr.tile5x5, twin)(x, k, out, r0, r1, c0, c1, -1, -1, step)
-            np.testing.assert_array_equal(out[[0, -1]], 7)  # nothing outside the interior is written
-            np.testing.assert_array_equal(out[:, [0, -2, -1]], 7)
-            results.append(out[r0:r1, c0:c1])
-        for other in results[1:]:
-            np.testing.assert_array_equal(results[0], other)
+        interior = _interior_of_twins(
+            lambda twin, out, step: getattr(corr.tile5x5, twin)(x, k, out, r0, r1, c0, c1, -1, -1, step),
+            shape, dtype, [1, mr, mr + 1])
         tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
-        np.testing.assert_allclose(results[0], expected[r0:r1, c0:c1], **tolerance)
+        np.testing.assert_allclose(interior, expected[r0:r1, c0:c1], **tolerance)
 
 
 def test_the_wide_tile_is_taken_only_where_it_fits():
