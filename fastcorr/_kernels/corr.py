@@ -420,11 +420,10 @@ def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
     n = out.shape[2]
     ring = np.empty((products, kh, n + (kw - 1) * channels), x.dtype)
     # 3x3 kernels on long rows whose three source rows are inside read them in place (no
-    # ring): the positions whose taps leave the row take theirs from short extended rows in
-    # ``edge``. Shorter rows cost more in those edges than the ring's copy does.
+    # ring), the few positions at the row's ends apart. Shorter rows cost more in those ends
+    # than the ring's copy does.
     fast_kernel = kh == 3 and kw == 3 and (channels == 1 or channels == 3)
     in_place = fast_kernel and w >= 3 and n >= _IN_PLACE_ROW
-    edge = np.empty((3, 4 * channels), x.dtype)
     refill = True
     for i in range(i0, i1):
         dst = out[q, i]
@@ -433,7 +432,7 @@ def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
             s = sources[q, t]
             kt = k[t]
             if direct and s >= 0:
-                _in_place3x3(dst, kt, x[s], i - p0, p1, w, boundary, fill, channels, t > 0, edge)
+                _in_place3x3(dst, kt, x[s], i - p0, p1, w, boundary, fill, channels, t > 0)
                 continue
             for a in range(kh - 1 if refill or direct else 0, -1, -1):
                 # Every slot is filled on a task's first row and after rows read in place,
@@ -471,10 +470,11 @@ def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
 _IN_PLACE_ROW = 2048
 
 
-@helper
+@shared
 def _channels3x3(dst, kt, s0, s1, s2, channels, add):
     """:func:`_tile3x3_channels` with a literal tap distance for one and three (RGB) channels
     (a distance known only at run time makes the loop four times slower)."""
+    full_width()
     if channels == 1:
         if add:
             _tile3x3_channels(dst, kt, s0, s1, s2, 1, True)
@@ -487,20 +487,40 @@ def _channels3x3(dst, kt, s0, s1, s2, channels, add):
 
 
 @helper
-def _in_place3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add, edge):
+def _in_place3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add):
     """:func:`_channels3x3` of source rows ``r .. r + 2`` of ``plane`` (all inside), read in
-    place; the ``p1`` positions on the left and ``2 - p1`` on the right whose taps leave the row
-    from extended copies of their neighbourhoods (the same sums, so the same bits as the ring)."""
+    place; the ``p1`` positions on the left and ``2 - p1`` on the right, whose taps leave the
+    row, on :func:`_ends3x3`."""
     lo, hi = p1, w - 2 + p1
-    for a in range(3):
-        _extend_row(edge[a, : (lo + 2) * channels], plane[r + a], p1, w, boundary, fill, channels)
-    _channels3x3(dst[: lo * channels], kt, edge[0], edge[1], edge[2], channels, add)
-    s0, s1, s2 = plane[r], plane[r + 1], plane[r + 2]
+    _ends3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add)
     start = (lo - p1) * channels
-    _channels3x3(dst[lo * channels : hi * channels], kt, s0[start:], s1[start:], s2[start:], channels, add)
-    for a in range(3):
-        _extend_row(edge[a, : (w - hi + 2) * channels], plane[r + a], p1 - hi, w, boundary, fill, channels)
-    _channels3x3(dst[hi * channels :], kt, edge[0], edge[1], edge[2], channels, add)
+    _channels3x3(dst[lo * channels : hi * channels], kt, plane[r, start:], plane[r + 1, start:], plane[r + 2, start:],
+                 channels, add)
+
+
+@shared
+def _ends3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add):
+    """The positions of :func:`_in_place3x3` whose taps leave the row, each tap's column by the
+    edge rule, the sum in :func:`_tile3x3_channels`' order."""
+    for m in range(2):
+        u = m if m < p1 else w - 2 + m  # positions [0, p1) and [w - 2 + p1, w)
+        t0, t1, t2 = _source(u - p1, w, boundary), _source(u + 1 - p1, w, boundary), _source(u + 2 - p1, w, boundary)
+        for v in range(channels):
+            s0, s1, s2 = plane[r], plane[r + 1], plane[r + 2]
+            a0 = fill if t0 < 0 else s0[t0 * channels + v]
+            a1 = fill if t1 < 0 else s0[t1 * channels + v]
+            a2 = fill if t2 < 0 else s0[t2 * channels + v]
+            b0 = fill if t0 < 0 else s1[t0 * channels + v]
+            b1 = fill if t1 < 0 else s1[t1 * channels + v]
+            b2 = fill if t2 < 0 else s1[t2 * channels + v]
+            c0 = fill if t0 < 0 else s2[t0 * channels + v]
+            c1 = fill if t1 < 0 else s2[t1 * channels + v]
+            c2 = fill if t2 < 0 else s2[t2 * channels + v]
+            total = ((kt[0, 0] * a0 + kt[0, 1] * a1 + kt[0, 2] * a2)
+                     + (kt[1, 0] * b0 + kt[1, 1] * b1 + kt[1, 2] * b2)
+                     + (kt[2, 0] * c0 + kt[2, 1] * c1 + kt[2, 2] * c2))
+            j = u * channels + v
+            dst[j] = dst[j] + total if add else total
 
 
 @helper
