@@ -363,8 +363,8 @@ def filtered(x: np.ndarray, w: np.ndarray, pads: Sequence[int], boundary: int, c
         # One filtered axis with long rows after it: planes of (that axis, the rest), no copy.
         planes = np.ascontiguousarray(x, dtype).reshape(-1, x.shape[last], channels)
         out = np.empty(planes.shape, dtype) if into is None else into.reshape(planes.shape)
-        _planes(planes, w.astype(dtype).reshape(1, -1, 1), out, np.arange(planes.shape[0], dtype=np.int64)[:, None], inner[0], 0,
-                boundary, fill, 1)
+        sources = _sources(planes.shape[0], [], [], [], boundary)  # each plane its own source
+        _planes(planes, w.astype(dtype).reshape(1, -1, 1), out, sources, inner[0], 0, boundary, fill, 1)
         return out.reshape(x.shape)
     if channels < _LONG_ROW and all(w.shape[ax] > 1 for ax in range(spanned[0], last)):
         order = list(range(x.ndim))

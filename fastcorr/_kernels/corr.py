@@ -43,6 +43,8 @@ its own size: Numba hoists loop-invariant loads out of a parallel loop, branches
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 from numba import prange
@@ -274,9 +276,11 @@ def border(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, columns, accumulat
             _strips(max(start, r0), min(end, r1), x, k, out, p0, c0, c1, columns, fill, accumulate)
 
 
+@functools.lru_cache(maxsize=256)
 def strip_columns(w, ow, kw, p1, c0, c1, boundary) -> np.ndarray:
     """The columns of ``x`` (``w`` wide; -1: the fill value) that the taps of a middle row's
-    strips read: from output column 0 on for the left strip, then from ``c1`` on for the right one."""
+    strips read: from output column 0 on for the left strip, then from ``c1`` on for the right one.
+    Kept per geometry (the kernels only read it): making it costs more than a small call."""
     left = np.arange(c0 + kw - 1)
     right = np.arange(c1, ow + kw - 1)
     return edge_index(np.concatenate([left, right]) - p1, w, boundary)
@@ -491,11 +495,9 @@ def _in_place3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add):
     """:func:`_channels3x3` of source rows ``r .. r + 2`` of ``plane`` (all inside), read in
     place; the ``p1`` positions on the left and ``2 - p1`` on the right, whose taps leave the
     row, on :func:`_ends3x3`."""
-    lo, hi = p1, w - 2 + p1
     _ends3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add)
-    start = (lo - p1) * channels
-    _channels3x3(dst[lo * channels : hi * channels], kt, plane[r, start:], plane[r + 1, start:], plane[r + 2, start:],
-                 channels, add)
+    # Output position p1 on (up to w - 2 + p1) reads source positions 0 on.
+    _channels3x3(dst[p1 * channels : (w - 2 + p1) * channels], kt, plane[r], plane[r + 1], plane[r + 2], channels, add)
 
 
 @shared
@@ -505,8 +507,8 @@ def _ends3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add):
     for m in range(2):
         u = m if m < p1 else w - 2 + m  # positions [0, p1) and [w - 2 + p1, w)
         t0, t1, t2 = _source(u - p1, w, boundary), _source(u + 1 - p1, w, boundary), _source(u + 2 - p1, w, boundary)
+        s0, s1, s2 = plane[r], plane[r + 1], plane[r + 2]
         for v in range(channels):
-            s0, s1, s2 = plane[r], plane[r + 1], plane[r + 2]
             a0 = fill if t0 < 0 else s0[t0 * channels + v]
             a1 = fill if t1 < 0 else s0[t1 * channels + v]
             a2 = fill if t2 < 0 else s0[t2 * channels + v]

@@ -10,9 +10,11 @@ compiled on its own (a :func:`fastcorr._kernels.shared` helper) needs its own ca
 inlined helper takes its caller's width. The on-disk cache is keyed on the CPU name and
 features, so cached code never runs on a machine of another width.
 
-:func:`tile` is the one hot loop written out in vectors: a register-blocked multiply-accumulate
-whose accumulators never leave the registers (LLVM's vectoriser would not keep two dozen of
-them there); the convolution passes are written in terms of it.
+The hot loops that LLVM's vectoriser would not keep in registers are written out in vectors:
+:func:`tile`, a register-blocked multiply-accumulate whose accumulators never leave the
+registers (the convolution passes and tall correlation kernels are written in terms of it);
+:func:`dots`, blocks of dot products; and :func:`band`, a correlation with a small kernel whose
+taps stay in registers, several output rows sharing each loaded vector.
 """
 
 from __future__ import annotations
@@ -300,7 +302,6 @@ def dots(typingctx, sums, s_base, lds, a, a_base, lda, b, b_base, b_offsets, len
         return context.get_dummy_value()
 
     return signature, codegen
-
 
 
 def band(kh: int, kw: int, rows: int):
