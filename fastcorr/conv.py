@@ -440,9 +440,11 @@ def conv2d_weight_grad(
 
     Notes
     -----
-    With stride 1 and a finite ``input`` the sums run as blocked dot products; an inf or
-    NaN in ``input`` (or a stride above 1) takes a plain loop that adds the same products
-    in another order. The finite results of the two differ by rounding only.
+    With stride and dilation 1, one group and enough channels, the sums run as a matrix
+    product on the register tile (the input laid out channels last); else, with stride 1 and
+    a finite ``input``, as blocked dot products; else (an inf or NaN in ``input``, a stride
+    above 1) a plain loop. They add the same products in different orders: finite results
+    differ by rounding only.
 
     Examples
     --------
@@ -474,7 +476,10 @@ def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry) -> NDArra
         products = _products(x.shape[0], x.shape[1], dw.shape[0], geo.groups, "weight")
         _planes(x, dy, dw, products, geo.pt, geo.pl)
         return dw
-    if geo.sh == geo.sw == 1 and all_finite(x):
+    unit = geo.sh == geo.sw == geo.dh == geo.dw == geo.groups == 1
+    if unit and _conv.gemm_pays(x.shape[1], dw.shape[0], dw.shape[3], dw.dtype.itemsize):
+        _conv.weight_grad_gemm(x, dy, dw, geo.pt, geo.pl, work)
+    elif geo.sh == geo.sw == 1 and all_finite(x):
         _conv.weight_grad_dots(x, dy, dw, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups, work)
     else:
         _conv.weight_grad.pick(work)(x, dy, dw, *geo.kernel_args())

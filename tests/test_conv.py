@@ -50,6 +50,7 @@ CASES = [
     ("tiles in two groups", (1, 4, 7, 9, 18, 3, 2), dict(groups=2)),
     ("same even kernel, 16 channels", (2, 2, 8, 7, 16, 2, 4), dict(padding="same")),
     ("band of one row", (1, 3, 3, 40, 9, 3, 1), {}),
+    ("weight gradient as a matrix product", (1, 16, 4, 5, 9, 3, 3), dict(padding=1)),
 ]
 CASE_PARAMS = [pytest.param(shapes, kwargs, id=name) for name, shapes, kwargs in CASES]
 

@@ -123,6 +123,75 @@ def test_the_5x5_band_tile_matches_the_loops_at_every_block_edge(dtype, rng):
         np.testing.assert_allclose(interior, expected[r0:r1, c0:c1], **tolerance)
 
 
+def windows_weight_grad(x, dy, kernel, pads):
+    """conv2d's weight gradient for stride 1 as one einsum over the padded input's windows, in float64."""
+    (pt, pb), (pl, pr) = pads
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    windows = np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=(2, 3))
+    return np.einsum("noij,ncijab->ocab", np.asarray(dy, np.float64), windows)
+
+
+def test_the_window_reference_is_the_loops(rng):
+    x, dy = rng.standard_normal((2, 3, 5, 6)), rng.standard_normal((2, 4, 5, 6))
+    np.testing.assert_allclose(windows_weight_grad(x, dy, (3, 4), ((1, 1), (1, 2))),
+                               naive.conv2d_weight_grad(x, (4, 3, 3, 4), dy, padding="same"), rtol=1e-12)
+
+
+def weight_grad_gemm_cases():
+    """Columns ``kw * C`` of one tile width less one, one, one more and two and a part; output
+    channels around the tile's rows; positions around a chunk, and past all the parts."""
+    mr, chunk, parts = simd.TILE_ROWS, conv._GEMM_CHUNK, conv._GEMM_PARTS
+    for dtype in (np.float32, np.float64):
+        width = simd.TILE_VECTORS * simd.lanes(np.dtype(dtype).itemsize)
+        for columns, o in [(width - 1, mr), (width, 1), (width + 1, mr - 1), (2 * width + 5, mr + 1), (width, 2 * mr + 1)]:
+            for kw in (1, 3):
+                if columns % kw == 0:
+                    yield dtype, (1, columns // kw, 3, 5, o, 3, kw), 1
+        c = -(-width // 3)
+        for n, h, w in [(1, 1, 1), (1, 3, chunk // 3 - 1), (1, 1, chunk), (1, 1, chunk + 1), (2, 5, chunk // 4 + 3),
+                        (1, 2 * parts + 1, chunk // 2 + 1)]:
+            yield dtype, (n, c, h, w, mr + 3, 3, 3), 1
+        yield dtype, (2, c, 6, 9, mr, 2, 4), "same"
+
+
+@pytest.mark.parametrize("dtype, shapes, padding", list(weight_grad_gemm_cases()))
+def test_the_weight_gradient_on_the_tile_matches_the_loops_at_every_edge(dtype, shapes, padding, rng):
+    """Serial and parallel, bit for bit, against the window sums (and the loops where they are quick),
+    with an inf and a NaN in the input and an inf in dY next to the padding."""
+    n, c, h, w, o, kh, kw = shapes
+    x, w_shape = rng.standard_normal((n, c, h, w)).astype(dtype), (o, c, kh, kw)
+    if padding == "same":
+        pads = ((kh - 1) // 2, kh - 1 - (kh - 1) // 2), ((kw - 1) // 2, kw - 1 - (kw - 1) // 2)
+    else:
+        pads = ((padding, padding), (padding, padding))
+    oh, ow = h + sum(pads[0]) - kh + 1, w + sum(pads[1]) - kw + 1
+    dy = rng.standard_normal((n, o, oh, ow)).astype(dtype)
+    x[0, c - 1, h // 2, w - 1], x[-1, 0, 0, 0], dy[-1, o - 1, 0, ow - 1] = np.inf, np.nan, -np.inf
+    results = []
+    for work in (1, 2**62):
+        dw = np.full(w_shape, 7, dtype)
+        conv.weight_grad_gemm(x, dy, dw, pads[0][0], pads[1][0], work)
+        results.append(dw)
+    np.testing.assert_array_equal(results[0], results[1])
+    with np.errstate(invalid="ignore"):
+        expected = windows_weight_grad(x, dy, (kh, kw), pads)
+        if n * o * oh * ow * c * kh * kw < 20000:
+            loops = naive.conv2d_weight_grad(x, w_shape, dy, padding=padding)
+            np.testing.assert_array_equal(np.isnan(expected), np.isnan(loops))
+    assert np.isnan(expected).any()
+    rtol = 1e-4 if dtype == np.float32 else 1e-11
+    atol = rtol * np.abs(expected[np.isfinite(expected)]).max(initial=1.0)
+    np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol)
+
+
+def test_the_weight_gradient_takes_the_tile_where_half_of_it_is_kept():
+    mr, width = simd.TILE_ROWS, simd.TILE_VECTORS * simd.lanes(4)
+    assert conv.gemm_pays(width // 3, mr, 3, 4) and conv.gemm_pays(64, 64, 3, 4)
+    assert not conv.gemm_pays(width // 3, mr // 2 - 1, 3, 4)  # few output channels
+    assert not conv.gemm_pays(1, 64, 5, 4) and not conv.gemm_pays(3, 16, 3, 4)  # few columns
+    assert conv.gemm_pays(width // 2, mr, 1, 4) and not conv.gemm_pays(width // 2 - 1, mr, 1, 4)
+
+
 def test_the_wide_tile_is_taken_only_where_it_fits():
     f32, f64, c128 = (np.dtype(t) for t in (np.float32, np.float64, np.complex128))
     assert corr._wide_fits(f32, (7, 1), simd.TILE_ROWS, corr._wide_columns(f32))

@@ -534,3 +534,134 @@ def _pad_band(image, dst, first, pl, wp):
         else:
             for j in range(wp):
                 row[j] = 0
+
+
+# The weight gradient as a GEMM on the register tile: dW[o, (a, b, c)] = sum over positions t
+# of dY[o, t] * X[t + (a, b), c], with X laid out channels last (NHWC), zero-padded, flat. For a
+# kernel row a, the taps (b, c) of position t are the ``kw * C`` consecutive elements from
+# ``(t + (a, 0)) * C``: one row of an implicit im2col, so the tile's columns run along them
+# (``width`` at a time; columns past ``kw * C`` read the next pixel and are dropped) and its
+# depth along the positions, dY packed by ``TILE_ROWS`` output channels per position.
+# The positions are split into ``parts`` fixed by the sizes alone; each part sums its chunks
+# of ``_GEMM_CHUNK`` positions into its own totals (each chunk a fresh sum, then added), and
+# the parts are added in order at the end: the same bits on any number of threads.
+
+_GEMM_CHUNK, _GEMM_PARTS = 256, 8
+
+
+def gemm_pays(c_count: int, o_count: int, kw: int, itemsize: int) -> bool:
+    """Whether :func:`weight_grad_gemm` beats :func:`weight_grad_dots`: at least half of what the
+    tile computes is kept (its rows are output channels, its columns ``kw * C`` taps; measured)."""
+    mr, width = simd.TILE_ROWS, simd.TILE_VECTORS * simd.lanes(itemsize)
+    kept = (kw * c_count / (-(-kw * c_count // width) * width)) * (o_count / (-(-o_count // mr) * mr))
+    return kept >= 0.5
+
+
+def weight_grad_gemm(x, dy, dwt, pt, pl, work):
+    """Stride 1, dilation 1, one group: :func:`weight_grad_packed` (``work`` multiply-adds pick
+    the twin). Any values: every product the sums keep is one of the definition's."""
+    (n_batch, c_count, h, w), (o_count, _, kh, kw), (oh, ow) = x.shape, dwt.shape, dy.shape[2:]
+    mr = simd.TILE_ROWS
+    width = simd.TILE_VECTORS * simd.lanes(x.dtype.itemsize)
+    hp, wp = oh + kh - 1, ow + kw - 1
+    cols = -(-kw * c_count // width) * width
+    xh = np.empty(n_batch * hp * wp * c_count + cols, x.dtype)
+    channels_last.pick(x.size)(x, xh, hp, wp, pt, pl)
+    positions = n_batch * oh * ow
+    chunks = -(-positions // _GEMM_CHUNK)
+    parts = min(chunks, _GEMM_PARTS)
+    blocks = -(-o_count // mr)
+    twin = weight_grad_packed.pick(work)
+    slots = min(parts, numba.get_num_threads()) if twin is weight_grad_packed.parallel else 1
+    totals = np.empty((parts, blocks * mr, kh, cols), x.dtype)
+    scratch = np.empty((slots, blocks * _GEMM_CHUNK * mr + mr * width), x.dtype)
+    at = np.empty((slots, 2, _GEMM_CHUNK), np.int64)
+    twin(xh, dy, totals, scratch, at, chunks, c_count, hp, wp, width)
+    dwt[...] = totals[0, :o_count, :, : kw * c_count].reshape(o_count, kh, kw, c_count).transpose(0, 3, 1, 2)
+
+
+@kernel
+def channels_last(x, xh, hp, wp, pt, pl):
+    """``xh`` (flat, then slack): ``x`` as (N, hp, wp, C) at row ``pt`` and column ``pl``, zeros around."""
+    n_batch, c_count, h, w = x.shape
+    for task in prange(n_batch * hp):
+        n, r = np.int64(task) // hp, np.int64(task) % hp
+        row = xh[(n * hp + r) * wp * c_count : (n * hp + r + 1) * wp * c_count]
+        y = r - pt
+        if 0 <= y < h:
+            for j in range(pl * c_count):
+                row[j] = 0
+            for j in range((pl + w) * c_count, row.shape[0]):
+                row[j] = 0
+            for c in range(c_count):
+                src = x[n, c, y]
+                for j in range(w):
+                    row[(pl + j) * c_count + c] = src[j]
+        else:
+            for j in range(row.shape[0]):
+                row[j] = 0
+    for j in range(n_batch * hp * wp * c_count, xh.shape[0]):
+        xh[j] = 0
+
+
+@kernel
+def weight_grad_packed(xh, dy, totals, work, at, chunks, c_count, hp, wp, width):
+    """Slot ``s`` (scratch ``work[s]``, ``at[s]``) runs parts ``s, s + slots, ...``; then the parts'
+    totals are added, in order, into ``totals[0]``."""
+    slots, parts = work.shape[0], totals.shape[0]
+    for slot in prange(slots):
+        for part in range(np.int64(slot), parts, slots):
+            first, last = part * chunks // parts, (part + 1) * chunks // parts
+            _weight_grad_part(first, last, xh, dy, totals[part], work[slot], at[slot], c_count, hp, wp, width)
+    sums = totals.reshape(parts, -1)
+    for part in range(1, parts):
+        for j in range(sums.shape[1]):
+            sums[0, j] += sums[part, j]
+
+
+@shared
+def _weight_grad_part(first, last, xh, dy, total, work, at, c_count, hp, wp, width):
+    """``total[o, a, b * C + c]``: the sums over chunks ``first .. last - 1`` of positions."""
+    full_width()
+    mr = simd.TILE_ROWS
+    n_batch, o_count, oh, ow = dy.shape
+    blocks, kh, cols = total.shape[0] // mr, total.shape[1], total.shape[2]
+    plane = oh * ow
+    size = at.shape[1]
+    flat = total.reshape(-1)
+    flat[:] = 0
+    dyf = dy.reshape(-1)
+    packed = work[: blocks * size * mr]
+    partial = work[blocks * size * mr :]
+    offsets, sources = at[0], at[1]
+    for chunk in range(first, last):
+        t0 = chunk * size
+        count = min(size, n_batch * plane - t0)
+        n, rest = t0 // plane, t0 % plane
+        i, j = rest // ow, rest % ow
+        for p in range(count):
+            offsets[p] = ((n * hp + i) * wp + j) * c_count
+            sources[p] = n * o_count * plane + i * ow + j
+            j += 1
+            if j == ow:
+                j, i = 0, i + 1
+                if i == oh:
+                    i, n = 0, n + 1
+        for o in range(blocks * mr):
+            column = packed[(o // mr) * size * mr + o % mr :]
+            if o < o_count:
+                for p in range(count):
+                    column[p * mr] = dyf[sources[p] + o * plane]
+            else:
+                for p in range(count):
+                    column[p * mr] = 0
+        for ob in range(blocks):
+            valid = min(mr, o_count - ob * mr)
+            for a in range(kh):
+                for c0 in range(0, cols, width):
+                    tile(partial, 0, width, packed, ob * size * mr, xh, a * wp * c_count + c0, offsets, count, valid,
+                         False)
+                    for r in range(valid):
+                        target = flat[((ob * mr + r) * kh + a) * cols + c0 :]
+                        for q in range(width):
+                            target[q] += partial[r * width + q]
