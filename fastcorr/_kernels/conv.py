@@ -593,10 +593,11 @@ def channels_last(x, xh, hp, wp, pt, pl):
                 row[j] = 0
             for j in range((pl + w) * c_count, row.shape[0]):
                 row[j] = 0
-            for c in range(c_count):
-                src = x[n, c, y]
-                for j in range(w):
-                    row[(pl + j) * c_count + c] = src[j]
+            plane = x[n, :, y]
+            for j in range(w):
+                pixel = row[(pl + j) * c_count : (pl + j + 1) * c_count]
+                for c in range(c_count):
+                    pixel[c] = plane[c, j]
         else:
             for j in range(row.shape[0]):
                 row[j] = 0
