@@ -53,17 +53,19 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
         def layer(weight, x=x, method="auto", **geometry):
             y = conv.conv2d(x, weight, sample(weight.shape[0]), **geometry, method=method)
             conv.conv2d_input_grad(x.shape, weight, y, **geometry, method=method)
-            conv.conv2d_weight_grad(x, weight.shape, y, **geometry)
+            conv.conv2d_weight_grad(x, weight.shape, y, **geometry, method=method)
 
         spoiled = x.copy()
         spoiled[0, 0, 0, 0] = np.inf
         steps += [
             ("conv2d and gradients, 3x3", lambda: layer(sample(6, 4, 3, 3), padding=1)),
             ("conv2d and gradients, register tiles", lambda: layer(sample(16, 4, 3, 3), padding=1)),
+            ("conv2d weight gradient, a matrix product", lambda: layer(sample(16, 16, 3, 3), sample(2, 16, 12, 12),
+                                                                      padding=1)),
             ("conv2d and gradients, any kernel", lambda: layer(sample(6, 4, 2, 3), dilation=(1, 2))),
             ("conv2d and gradients, one output channel per group", lambda: layer(sample(4, 1, 2, 2), groups=4)),
             ("conv2d and gradients, strided", lambda: layer(sample(6, 4, 3, 3), stride=2, padding=1)),
-            ("conv2d and input gradient by Winograd", lambda: layer(sample(6, 4, 3, 3), padding=1, method="winograd")),
+            ("conv2d and gradients by Winograd", lambda: layer(sample(6, 4, 3, 3), padding=1, method="winograd")),
             ("conv2d gradients with inf or NaN", lambda: layer(np.full((6, 4, 3, 3), np.nan, dtype), spoiled)),
         ]
     return steps

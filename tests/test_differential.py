@@ -192,8 +192,7 @@ def winograd_problems(draw):
        method=st.sampled_from(["auto", "winograd"]), spoiled=st.tuples(st.integers(0, 2), st.integers(0, 1)),
        parallel=st.booleans(), layout=st.sampled_from(["C", "negative strides", "byte-swapped"]),
        seed=st.integers(0, 2**32 - 1))
-def test_conv2d_and_input_grad_by_winograd_against_torch(torch, problem, dtype, bias, method, spoiled, parallel, layout,
-                                                         seed):
+def test_conv2d_and_grads_by_winograd_against_torch(torch, problem, dtype, bias, method, spoiled, parallel, layout, seed):
     """Winograd asked for, on finite values; 'auto' with NaN and inf too (they land where direct puts them)."""
     shapes, kwargs = problem
     rng = np.random.default_rng(seed)
@@ -201,13 +200,15 @@ def test_conv2d_and_input_grad_by_winograd_against_torch(torch, problem, dtype, 
     if method == "auto":
         x, dy = spoil(rng, x, spoiled[0]), spoil(rng, dy, spoiled[1])
     b = b if bias else None
-    expected = torch_reference(torch, x, w, b, dy, kwargs)[:2]
+    expected = torch_reference(torch, x, w, b, dy, kwargs)
     x4 = x if layout == "C" else laid_out(x.reshape(x.shape[0] * x.shape[1], -1), layout).reshape(x.shape)
     with run_as("parallel" if parallel else "serial"):
         got = [fc.conv2d(x4, w, b, **kwargs, method=method),
-               fc.conv2d_input_grad(x.shape, w, dy, **kwargs, method=method)]
+               fc.conv2d_input_grad(x.shape, w, dy, **kwargs, method=method),
+               fc.conv2d_weight_grad(x4, w.shape, dy, **kwargs, method=method)]
     with np.errstate(invalid="ignore"):
-        products = [naive.conv2d(x, w, b, **kwargs), naive.conv2d_input_grad(x.shape, w, dy, **kwargs)]
+        products = [naive.conv2d(x, w, b, **kwargs), naive.conv2d_input_grad(x.shape, w, dy, **kwargs),
+                    naive.conv2d_weight_grad(x, w.shape, dy, **kwargs)]
     for g, e, p in zip(got, expected, products):
         assert_same_nonfinite(g, p.astype(g.dtype))
         both = np.isfinite(e) & np.isfinite(p)

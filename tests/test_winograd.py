@@ -1,5 +1,6 @@
-"""conv2d and its input gradient by Winograd F(4x4, 3x3): the transforms, the kernel at every
-tile and block edge, the accuracy contract, NaN and inf, and when 'auto' takes it."""
+"""conv2d and its input gradient by Winograd F(4x4, 3x3), its weight gradient by F(3x3, 4x4): the
+transforms, the kernels at every tile and block edge, the accuracy contract, NaN and inf, and when
+'auto' takes them."""
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from fastcorr import conv
 from fastcorr._kernels import simd
 from fastcorr._kernels import winograd as wg
 from test_conv import DEFAULTS
+from test_kernels import windows_weight_grad
 
 DTYPES = [np.float32, np.float64]
 #: The documented bound on max|y - y64| / max|y64| for every method, and the float64 one.
@@ -67,6 +69,19 @@ def test_the_transforms_compute_a_correlation(rng):
     np.testing.assert_allclose(y, naive.conv2d(d[None, None], g[None, None])[0, 0], rtol=1e-12, atol=1e-13)
 
 
+def test_the_weight_gradient_transforms_compute_a_correlation(rng):
+    """``G^T [(A a) * (B^T d)]`` is the 'valid' correlation of six values with four (three values),
+    in one and two dimensions."""
+    d, a = rng.standard_normal(6), rng.standard_normal(4)
+    products = np.array(wg.gradient_1d(NumpyOps, list(a))) * np.array(wg.input_1d(NumpyOps, list(d)))
+    np.testing.assert_allclose(wg.G.T @ products, np.correlate(d, a, "valid"), rtol=1e-13)
+    d, a = rng.standard_normal((6, 6)), rng.standard_normal((4, 4))
+    v = np.array(wg._two_d(lambda r: wg.input_1d(NumpyOps, r), [list(row) for row in d]))
+    u = np.array(wg._two_d(lambda r: wg.gradient_1d(NumpyOps, r), [list(row) for row in a]))
+    np.testing.assert_allclose(wg.G.T @ (u * v) @ wg.G, naive.conv2d(d[None, None], a[None, None])[0, 0],
+                               rtol=1e-12, atol=1e-13)
+
+
 def test_the_packed_kernel_transform(rng):
     weight = rng.standard_normal((11, 3, 3, 3))
     blocks = -(-11 // simd.TILE_ROWS)
@@ -93,6 +108,43 @@ def test_forward_and_input_grad_match_the_loops(shape, padding, dtype, twin, rng
     assert relative_error(dx, exact) <= CONTRACT[dtype]
 
 
+def pads_of(padding):
+    if padding == "same":
+        return ((1, 1), (1, 1))
+    top, left = padding if isinstance(padding, tuple) else (padding, padding)
+    return ((top, top), (left, left))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("padding", PADDINGS, ids=str)
+@pytest.mark.parametrize("shape", SHAPES + [(2, 20, 9, 11, 3), (1, 3, 10, 9, 20)], ids=str)
+def test_weight_grad_matches_the_window_sums(shape, padding, dtype, twin, rng):
+    """Both ways round (the tile's rows the input channels, or the output channels), every partial tile."""
+    x, w, _ = operands(rng, shape, dtype)
+    dy = rng.standard_normal(naive._conv_terms(x.shape, w.shape, 1, padding, 1, 1)[1]).astype(dtype)
+    dw = fc.conv2d_weight_grad(x, w.shape, dy, padding=padding, method="winograd")
+    assert dw.dtype == dtype and dw.shape == w.shape
+    assert relative_error(dw, windows_weight_grad(x, dy, (3, 3), pads_of(padding))) <= CONTRACT[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 3, 33, 30, 5), (3, 33, 13, 14, 17), (1, 17, 33, 30, 40)], ids=str)
+def test_weight_grad_runs_chunks_runs_and_parts_the_same_on_any_thread(shape, dtype, monkeypatch, rng):
+    """Small chunks of tiles (16) and runs of two chunks, so that a part has several runs and the
+    last chunk is partial: serial and parallel bit for bit, within the contract."""
+    x, w, _ = operands(rng, shape, dtype)
+    dy = rng.standard_normal((shape[0], shape[4], shape[2], shape[3])).astype(dtype)
+    monkeypatch.setattr(wg, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(wg, "_RUN", 32)
+    results = []
+    for work in (1, 2**62):
+        dw = np.full(w.shape, np.nan, dtype)
+        wg.weight_grad(x, dy, dw, 1, 1, work)
+        results.append(dw)
+    np.testing.assert_array_equal(results[0], results[1])
+    assert relative_error(results[0], windows_weight_grad(x, dy, (3, 3), ((1, 1), (1, 1)))) <= CONTRACT[dtype]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_against_torch(dtype, torch, rng):
     x, w, b = operands(rng, (3, 6, 11, 14, 10), dtype)
@@ -103,6 +155,9 @@ def test_against_torch(dtype, torch, rng):
         dy = np.random.default_rng(0).standard_normal(expected.shape).astype(dtype)
         expected = torch.nn.grad.conv2d_input(x.shape, torch.from_numpy(w), torch.from_numpy(dy), padding=padding).numpy()
         np.testing.assert_allclose(fc.conv2d_input_grad(x.shape, w, dy, padding=padding, method="winograd"), expected,
+                                   rtol=0, atol=CONTRACT[dtype] * np.abs(expected).max())
+        expected = torch.nn.grad.conv2d_weight(torch.from_numpy(x), w.shape, torch.from_numpy(dy), padding=padding).numpy()
+        np.testing.assert_allclose(fc.conv2d_weight_grad(x, w.shape, dy, padding=padding, method="winograd"), expected,
                                    rtol=0, atol=CONTRACT[dtype] * np.abs(expected).max())
 
 
@@ -119,6 +174,8 @@ def test_accuracy_contract_with_a_float64_reference(dtype, scale, rng):
     dy = dy.astype(dtype)
     dx64 = fc.conv2d_input_grad(x.shape, w.astype(np.float64), dy.astype(np.float64), padding=1, method="direct")
     assert relative_error(fc.conv2d_input_grad(x.shape, w, dy, padding=1, method="winograd"), dx64) <= CONTRACT[dtype]
+    dw64 = fc.conv2d_weight_grad(x.astype(np.float64), w.shape, dy.astype(np.float64), padding=1, method="direct")
+    assert relative_error(fc.conv2d_weight_grad(x, w.shape, dy, padding=1, method="winograd"), dw64) <= CONTRACT[dtype]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -199,6 +256,59 @@ def test_auto_puts_nan_and_inf_where_direct_does(spoiled, dtype, winograd_calls,
         np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expected))
 
 
+@pytest.fixture
+def weight_grad_calls(monkeypatch):
+    """The calls that reach the Winograd weight gradient."""
+    calls = []
+    weight_grad = wg.weight_grad
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return weight_grad(*args)
+
+    monkeypatch.setattr(wg, "weight_grad", spy)
+    return calls
+
+
+#: The smallest layer of a 32x32 image where 'auto' takes Winograd for the weight gradient: 1024 tiles.
+WEIGHT_LAYER = (16, 32, 32, 32, 64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_auto_takes_winograd_for_the_weight_gradient_where_it_pays(dtype, weight_grad_calls, rng):
+    x, w, _ = operands(rng, WEIGHT_LAYER, dtype)
+    dy = rng.standard_normal((16, 64, 32, 32)).astype(dtype)
+    dw = fc.conv2d_weight_grad(x, w.shape, dy, padding=1)
+    assert weight_grad_calls == [x.shape]
+    np.testing.assert_array_equal(dw, fc.conv2d_weight_grad(x, w.shape, dy, padding=1, method="winograd"))
+    dw64 = fc.conv2d_weight_grad(x.astype(np.float64), w.shape, dy.astype(np.float64), padding=1, method="direct")
+    assert relative_error(dw, dw64) <= CONTRACT[dtype]
+
+
+@pytest.mark.parametrize("shape", [
+    (15, 32, 32, 32, 64),  # fewer tiles
+    (16, 16, 32, 32, 64),  # fewer channel pairs
+    (16, 64, 32, 32, 8),  # few output channels
+])
+def test_auto_keeps_the_direct_weight_gradient_elsewhere(shape, weight_grad_calls, rng):
+    x, w, _ = operands(rng, shape, np.float32)
+    fc.conv2d_weight_grad(x, w.shape, np.ones((shape[0], shape[4], 32, 32), np.float32), padding=1)
+    assert weight_grad_calls == []
+
+
+@pytest.mark.parametrize("spoiled", ["input", "grad_output"])
+def test_auto_weight_gradient_puts_nan_and_inf_where_direct_does(spoiled, weight_grad_calls, rng):
+    x, w, _ = operands(rng, WEIGHT_LAYER, np.float32)
+    dy = rng.standard_normal((16, 64, 32, 32)).astype(np.float32)
+    target = x if spoiled == "input" else dy
+    target[0, 0, 1, 2], target[-1, -1, -1, -1], target[1, 3, 0, 0] = np.inf, -np.inf, np.nan
+    with np.errstate(invalid="ignore"):
+        auto = fc.conv2d_weight_grad(x, w.shape, dy, padding=1)
+        direct = fc.conv2d_weight_grad(x, w.shape, dy, padding=1, method="direct")
+    assert weight_grad_calls == []
+    np.testing.assert_array_equal(auto, direct)
+
+
 def test_winograd_asked_for_spreads_nan_over_whole_tiles_only(rng):
     x, w, b = operands(rng, (1, 3, 13, 13, 2), np.float64)
     x[0, 1, 6, 6] = np.inf
@@ -218,7 +328,10 @@ BAD_METHODS = [
     ("conv2d_input_grad", dict(padding=3, grad_output=np.ones((1, 2, 10, 10))),
      r"method='winograd' needs a padding of at most 2 at the top and left for the input gradient, got \(3, 3\)"),
     ("conv2d_input_grad", dict(stride=2, padding=1, grad_output=np.ones((1, 2, 3, 3))), "method='winograd' needs stride 1"),
-    ("conv2d_weight_grad", dict(), "method='winograd' is not available for the weight gradient"),
+    ("conv2d_weight_grad", dict(weight_shape=(2, 4, 3, 2), grad_output=np.ones((1, 2, 4, 5))),
+     "method='winograd' needs a 3x3 kernel, got 3x2"),
+    ("conv2d_weight_grad", dict(stride=2, grad_output=np.ones((1, 2, 2, 2))), r"method='winograd' needs stride 1"),
+    ("conv2d_weight_grad", dict(weight_shape=(2, 2, 3, 3), groups=2), "method='winograd' needs groups=1, got 2"),
 ]
 
 

@@ -1,4 +1,5 @@
-"""Winograd F(4x4, 3x3) convolution (Lavin & Gray, 2016): stride 1, dilation 1, one group.
+"""Winograd F(4x4, 3x3) convolution (Lavin & Gray, 2016): stride 1, dilation 1, one group; and
+F(3x3, 4x4) for its weight gradient (below :func:`weight_grad`).
 
 Each 4x4 block of output (a *tile*) of output channel ``o`` is ``A^T [sum_c U[o, c] . V[c]] A``
 with ``V[c] = B^T d B`` the transform of the tile's 6x6 input patch ``d`` of channel ``c`` and
@@ -30,7 +31,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 from fastcorr._kernels import helper, kernel, shared, simd
-from fastcorr._kernels.conv import pad_planes
+from fastcorr._kernels.conv import channels_last, pad_planes
 from fastcorr._kernels.simd import full_width, tile
 
 #: Outputs per tile side, and the side of the input patch a tile reads.
@@ -56,6 +57,13 @@ def output_1d(ops, m):
     s, d = ops.add(m[1], m[2]), ops.sub(m[1], m[2])
     t, e = ops.add(m[3], m[4]), ops.sub(m[3], m[4])
     return [ops.add(ops.add(m[0], s), t), ops.fma(2, e, d), ops.fma(4, t, s), ops.add(ops.fma(8, e, d), m[5])]
+
+
+def gradient_1d(ops, a):
+    """``A a`` for the four values ``a`` (``A`` the transpose of :func:`output_1d`'s ``A^T``): six values."""
+    s, t = ops.add(a[0], a[2]), ops.add(a[1], a[3])
+    u, v = ops.fma(4, a[2], a[0]), ops.fma(8, a[3], ops.scale(2, a[1]))
+    return [a[0], ops.add(s, t), ops.sub(s, t), ops.add(u, v), ops.sub(u, v), a[3]]
 
 
 def _two_d(one_d, grid):
@@ -344,3 +352,178 @@ def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plan
             for first in range(0, t_count, count):
                 transform_output(flat, o * oh * ow, products, (o - o0) * t_count + first, ldm, bias[o], y_at, rows,
                                  columns, first, ow)
+
+
+# The weight gradient, F(3x3, 4x4): the same bilinear form as the forward pass with the roles of
+# the kernel and the output swapped. Over 4x4 tiles of dY (``D``) and the 6x6 patches of the
+# input they meet (``X``), ``dW[o, c] = G^T [sum over tiles of (A D[o] A^T) . (B^T X[c] B)] G``:
+# 36 multiplies per tile and channel pair instead of 144. The sums over tiles are a batch of 36
+# products (output channels by input channels, depth the tiles) on the register tile; the
+# transforms run on both operands laid out channels last, ``TILE_ROWS`` channels per vector, and
+# write each point's values straight into the layout the tile reads: its left operand packed by
+# blocks of rows, its right one a row of channels per tile. The tile's rows are the operand whose
+# channels keep more of it. The last transform, ``G^T . G``, is done in float64 by the caller.
+
+
+def _pixels_transform(side, one_d, name):
+    """An intrinsic ``(dst, d_off, ld, src, s_off, pitch, channels)``::
+
+        dst[d_off + xi * ld + i] = (T p T^T)[xi]   for i < TILE_ROWS
+
+    where ``p[r, s] = src[s_off + (r * pitch + s) * channels + i]`` is a ``side x side`` patch of
+    pixels of ``channels`` values and ``T`` is ``one_d``'s matrix (six rows)."""
+
+    @intrinsic
+    def transform(typingctx, dst, d_off, ld, src, s_off, pitch, channels):
+        dtype = dst.dtype
+        if dtype not in (types.float32, types.float64):
+            raise TypingError(f"{name}: dst must hold float32 or float64, got {dst}")
+        simd.check_flat(name, dst, "dst", dtype)
+        simd.check_flat(name, src, "src", dtype)
+
+        def codegen(context, builder, sig, args):
+            t = sig.args
+            i64 = ir.IntType(64)
+            vector, fma, load, store = simd._vectors(context, builder, dtype, simd.TILE_ROWS)
+
+            def intp(i):
+                return context.cast(builder, args[i], t[i], types.intp)
+
+            source = simd._pointer(context, builder, t[3], args[3], args[4], t[4])
+            step, pixel = builder.mul(intp(5), intp(6)), intp(6)
+            patch = [[load(builder.gep(source, [builder.add(builder.mul(step, ir.Constant(i64, r)),
+                                                            builder.mul(pixel, ir.Constant(i64, q)))]))
+                      for q in range(side)] for r in range(side)]
+            values = _two_d(lambda d: one_d(_VectorOps(builder, vector, fma), d), patch)
+            target = simd._pointer(context, builder, t[0], args[0], args[1], t[1])
+            ld_ = intp(2)
+            for i in range(PATCH):
+                for j in range(PATCH):
+                    store(values[i][j], builder.gep(target, [builder.mul(ld_, ir.Constant(i64, i * PATCH + j))]))
+            return context.get_dummy_value()
+
+        return types.none(dst, d_off, ld, src, s_off, pitch, channels), codegen
+
+    return transform
+
+
+input_patch = _pixels_transform(PATCH, input_1d, "input_patch")
+gradient_tile = _pixels_transform(M, gradient_1d, "gradient_tile")
+
+#: Bytes of the transformed operands of one chunk of tiles (both in a thread's L2).
+_CHUNK_BYTES = 1 << 19
+#: Parts of the tiles, each summed on its own and then added in order: the same bits on any number of threads.
+_PARTS = 4
+#: Tiles per run of fused multiply-adds: each point's products are summed over at most this many
+#: tiles and then added to the part's sums (one float32 chain over a part's thousands of tiles
+#: would cost the accuracy contract: 5e-5 of the largest value over 1568 tiles, measured).
+_RUN = 128
+
+
+def kept(rows: int, columns: int, itemsize: int) -> float:
+    """The share of the register tile's work that is kept, for ``rows`` by ``columns`` products."""
+    mr, width = simd.TILE_ROWS, simd.TILE_VECTORS * simd.lanes(itemsize)
+    return rows / (-(-rows // mr) * mr) * columns / (-(-columns // width) * width)
+
+
+def weight_grad(x, dy, dw, pt, pl, work):
+    """``dw = conv2d_weight_grad(x, dy)`` for a 3x3 kernel of one group, stride 1, with top and
+    left zero padding ``pt, pl`` (finite operands); ``work`` multiply-adds pick the twin."""
+    (n_batch, c_count), (o_count, oh, ow) = x.shape[:2], dy.shape[1:]
+    mr, width = simd.TILE_ROWS, simd.TILE_VECTORS * simd.lanes(x.dtype.itemsize)
+    tiles_y, tiles_x = -(-oh // M), -(-ow // M)
+    xh = np.empty(n_batch * (M * tiles_y + 2) * (M * tiles_x + 2) * c_count + mr, x.dtype)
+    channels_last.pick(x.size)(x, xh, M * tiles_y + 2, M * tiles_x + 2, pt, pl)
+    dyh = np.empty(n_batch * M * tiles_y * M * tiles_x * o_count + mr, dy.dtype)
+    channels_last.pick(dy.size)(dy, dyh, M * tiles_y, M * tiles_x, 0, 0)
+    by_input = kept(c_count, o_count, x.dtype.itemsize) > kept(o_count, c_count, x.dtype.itemsize)
+    rows, columns = (c_count, o_count) if by_input else (o_count, c_count)
+    rows_pad, stride, wide = -(-rows // mr) * mr, -(-columns // mr) * mr, -(-columns // width) * width
+    size = max(16, min(_RUN, _CHUNK_BYTES // (POINTS * (rows_pad + stride) * x.dtype.itemsize)))
+    total = n_batch * tiles_y * tiles_x
+    chunks = -(-total // size)
+    parts = min(chunks, _PARTS)
+    twin = weight_grad_chunks.pick(work)
+    slots = min(parts, numba.get_num_threads()) if twin is weight_grad_chunks.parallel else 1
+    totals = np.empty((parts, POINTS, rows_pad, wide), x.dtype)
+    left_ld, right_ld = _stride(rows_pad * size), _stride(size * stride + width)
+    scratch = np.empty((slots, POINTS * (left_ld + right_ld + rows_pad * wide)), x.dtype)
+    at = np.empty((slots, 2, size), np.int64)
+    offsets = np.arange(size, dtype=np.int64) * stride
+    twin(xh, dyh, totals, scratch, at, offsets, chunks, total, c_count, o_count, tiles_y, tiles_x, by_input, left_ld,
+         right_ld, max(1, _RUN // size), width)
+    sums = totals[0, :, :rows, :columns].astype(np.float64).reshape(PATCH, PATCH, rows, columns)
+    grad = np.tensordot(np.tensordot(G, sums, axes=(0, 0)), G, axes=(1, 0))  # (a, rows, columns, b)
+    dw[...] = grad.transpose((2, 1, 0, 3) if by_input else (1, 2, 0, 3))
+    return dw
+
+
+@kernel
+def weight_grad_chunks(xh, dyh, totals, work, at, offsets, chunks, total, c_count, o_count, tiles_y, tiles_x, by_input,
+                       left_ld, right_ld, run, width):
+    """Slot ``s`` (scratch ``work[s]``, ``at[s]``) runs parts ``s, s + slots, ...``; then the parts'
+    sums are added, in order, into ``totals[0]``."""
+    slots, parts = work.shape[0], totals.shape[0]
+    for slot in prange(slots):
+        for part in range(np.int64(slot), parts, slots):
+            first, last = part * chunks // parts, (part + 1) * chunks // parts
+            _weight_grad_part(first, last, xh, dyh, totals[part], work[slot], at[slot], offsets, total, c_count,
+                              o_count, tiles_y, tiles_x, by_input, left_ld, right_ld, run, width)
+    sums = totals.reshape(parts, -1)
+    for part in range(1, parts):
+        for j in range(sums.shape[1]):
+            sums[0, j] += sums[part, j]
+
+
+@shared
+def _weight_grad_part(first, last, xh, dyh, sums, work, at, offsets, total, c_count, o_count, tiles_y, tiles_x,
+                      by_input, left_ld, right_ld, run, width):
+    """``sums[xi, r, c]``: the products of point ``xi`` summed over chunks ``first .. last - 1`` of
+    tiles, ``run`` chunks at a time. ``work`` holds the left operand (``left_ld`` per point: blocks
+    of ``TILE_ROWS`` rows by tiles), the right one (``right_ld`` per point: a row of channels per
+    tile, and room for the tile's last ``width`` columns) and the run's sums."""
+    full_width()
+    mr = simd.TILE_ROWS
+    size = at.shape[1]
+    rows_pad, wide = sums.shape[1], sums.shape[2]
+    rows = c_count if by_input else o_count
+    stride = offsets[1]
+    left = work[: POINTS * left_ld]
+    right = work[POINTS * left_ld : POINTS * (left_ld + right_ld)]
+    block = work[POINTS * (left_ld + right_ld) :]
+    # Where channel block b of tile p goes: in the left operand by blocks of rows, in the right a row per tile.
+    x_out, x_block, x_tile, x_ld = (left, size * mr, mr, left_ld) if by_input else (right, mr, stride, right_ld)
+    d_out, d_block, d_tile, d_ld = (right, mr, stride, right_ld) if by_input else (left, size * mr, mr, left_ld)
+    hx, wx, hd, wd = M * tiles_y + 2, M * tiles_x + 2, M * tiles_y, M * tiles_x
+    per_image = tiles_y * tiles_x
+    flat = sums.reshape(-1)
+    flat[:] = 0
+    # Values the tile reads and drops (rows past the last of a block, columns past the last
+    # tile's channels) must not be subnormal: they would slow every multiply they meet.
+    block[:] = 0
+    for xi in range(POINTS):
+        right[xi * right_ld + size * stride : (xi + 1) * right_ld] = 0
+    x_at, d_at = at[0], at[1]
+    for chunk in range(first, last):
+        t0 = chunk * size
+        count = min(size, total - t0)
+        for p in range(count):
+            n, rest = (t0 + p) // per_image, (t0 + p) % per_image
+            y0, x0 = M * (rest // tiles_x), M * (rest % tiles_x)
+            x_at[p] = ((n * hx + y0) * wx + x0) * c_count
+            d_at[p] = ((n * hd + y0) * wd + x0) * o_count
+        for p in range(count):
+            for b in range((c_count + mr - 1) // mr):
+                input_patch(x_out, b * x_block + p * x_tile, x_ld, xh, x_at[p] + b * mr, wx, c_count)
+            for b in range((o_count + mr - 1) // mr):
+                gradient_tile(d_out, b * d_block + p * d_tile, d_ld, dyh, d_at[p] + b * mr, wd, o_count)
+        fresh = (chunk - first) % run == 0
+        for xi in range(POINTS):
+            for rb in range(rows_pad // mr):
+                valid = min(mr, rows - rb * mr)
+                for c0 in range(0, wide, width):
+                    tile(block, (xi * rows_pad + rb * mr) * wide + c0, wide, left, xi * left_ld + rb * size * mr,
+                         right, xi * right_ld + c0, offsets, count, valid, not fresh)
+        if (chunk - first) % run == run - 1 or chunk == last - 1:
+            for j in range(flat.shape[0]):
+                flat[j] += block[j]
