@@ -194,18 +194,23 @@ def test_out_buffer(rng):
     np.testing.assert_allclose(out, direct, rtol=0, atol=CONTRACT[np.float32] * np.abs(direct).max())
 
 
-@pytest.fixture
-def winograd_calls(monkeypatch):
-    """The calls that reach the Winograd kernel."""
+def spied(monkeypatch, name):
+    """The shapes of the first argument of the calls that reach ``wg.<name>`` from now on."""
     calls = []
-    forward = wg.forward
+    kernel = getattr(wg, name)
 
     def spy(*args):
         calls.append(args[0].shape)
-        return forward(*args)
+        return kernel(*args)
 
-    monkeypatch.setattr(wg, "forward", spy)
+    monkeypatch.setattr(wg, name, spy)
     return calls
+
+
+@pytest.fixture
+def winograd_calls(monkeypatch):
+    """The calls that reach the Winograd forward pass (the forward and the input gradient)."""
+    return spied(monkeypatch, "forward")
 
 
 #: A layer where 'auto' takes Winograd (forward and input gradient: 32 channels each way).
@@ -259,15 +264,7 @@ def test_auto_puts_nan_and_inf_where_direct_does(spoiled, dtype, winograd_calls,
 @pytest.fixture
 def weight_grad_calls(monkeypatch):
     """The calls that reach the Winograd weight gradient."""
-    calls = []
-    weight_grad = wg.weight_grad
-
-    def spy(*args):
-        calls.append(args[0].shape)
-        return weight_grad(*args)
-
-    monkeypatch.setattr(wg, "weight_grad", spy)
-    return calls
+    return spied(monkeypatch, "weight_grad")
 
 
 #: The smallest layer of a 32x32 image where 'auto' takes Winograd for the weight gradient: 1024 tiles.

@@ -614,8 +614,14 @@ def weight_grad_packed(xh, dy, totals, work, at, chunks, c_count, hp, wp, width)
         for part in range(np.int64(slot), parts, slots):
             first, last = part * chunks // parts, (part + 1) * chunks // parts
             _weight_grad_part(first, last, xh, dy, totals[part], work[slot], at[slot], c_count, hp, wp, width)
-    sums = totals.reshape(parts, -1)
-    for part in range(1, parts):
+    add_parts(totals)
+
+
+@helper
+def add_parts(totals):
+    """``totals[0] += totals[1]``, then ``+= totals[2]``, and so on: the parts' sums in order."""
+    sums = totals.reshape(totals.shape[0], -1)
+    for part in range(1, totals.shape[0]):
         for j in range(sums.shape[1]):
             sums[0, j] += sums[part, j]
 

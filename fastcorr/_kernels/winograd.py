@@ -31,7 +31,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 from fastcorr._kernels import helper, kernel, shared, simd
-from fastcorr._kernels.conv import channels_last, pad_planes
+from fastcorr._kernels.conv import add_parts, channels_last, pad_planes
 from fastcorr._kernels.simd import full_width, tile
 
 #: Outputs per tile side, and the side of the input patch a tile reads.
@@ -467,16 +467,13 @@ def weight_grad_chunks(xh, dyh, totals, work, at, offsets, chunks, total, c_coun
     for slot in prange(slots):
         for part in range(np.int64(slot), parts, slots):
             first, last = part * chunks // parts, (part + 1) * chunks // parts
-            _weight_grad_part(first, last, xh, dyh, totals[part], work[slot], at[slot], offsets, total, c_count,
+            _weight_grad_tiles(first, last, xh, dyh, totals[part], work[slot], at[slot], offsets, total, c_count,
                               o_count, tiles_y, tiles_x, by_input, left_ld, right_ld, run, width)
-    sums = totals.reshape(parts, -1)
-    for part in range(1, parts):
-        for j in range(sums.shape[1]):
-            sums[0, j] += sums[part, j]
+    add_parts(totals)
 
 
 @shared
-def _weight_grad_part(first, last, xh, dyh, sums, work, at, offsets, total, c_count, o_count, tiles_y, tiles_x,
+def _weight_grad_tiles(first, last, xh, dyh, sums, work, at, offsets, total, c_count, o_count, tiles_y, tiles_x,
                       by_input, left_ld, right_ld, run, width):
     """``sums[xi, r, c]``: the products of point ``xi`` summed over chunks ``first .. last - 1`` of
     tiles, ``run`` chunks at a time. ``work`` holds the left operand (``left_ld`` per point: blocks
