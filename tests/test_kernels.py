@@ -12,13 +12,13 @@ BOUNDARIES = [corr.FILL, corr.WRAP, corr.SYMM, corr.NEAREST, corr.MIRROR]
 
 
 INTERIOR_LOOPS = [corr.rows, corr.tile3x3, corr.tile5x5]
-BLOCK_EDGES = (corr.ROW_BLOCK, corr.ROW_BLOCK + 1, 2 * corr.ROW_BLOCK - 1)
+BLOCK_EDGES = (corr.ROW_BLOCK - 1, corr.ROW_BLOCK, corr.ROW_BLOCK + 1, 2 * corr.ROW_BLOCK - 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128, np.int32])
 @pytest.mark.parametrize("shapes", [((40, 3000), (3, 3)), ((9, 2500), (5, 5)), ((90, 70), (7, 12)), ((5, 4), (9, 9)),
                                     ((8, 7), (3, 3)), ((7, 6), (5, 5)), ((30, 20), (1, 1)),
-                                    # 'valid' rows of one tile block, one more, and two less one
+                                    # 'valid' rows of one tile block less one, one, one more, and two less one
                                     *(((6, n + 2), (3, 3)) for n in BLOCK_EDGES)])
 def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
     """The interior loops that can run a kernel shape and the border loop, serial and parallel,
@@ -36,8 +36,6 @@ def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
         tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
         results = []
         for interior, (twin, step) in itertools.product(loops, [("serial", shape[0]), ("parallel", 2), ("parallel", 4)]):
-            if interior is corr.tile3x3 and c1 - c0 < corr.ROW_BLOCK:
-                continue  # the 3x3 tile takes rows of one block or more
             out = np.full(shape, 7, dtype)
             if r0 < r1 and c0 < c1:
                 getattr(interior, twin)(x, k, out, r0, r1, c0, c1, -p0, -p1, step)
@@ -208,8 +206,8 @@ def test_the_wide_tile_is_taken_only_where_it_fits():
      ((64, 64), (3, 4), (66, 67), (2, 3), (2, 64, 3, 64), "rows"),
      ((64, 4), (3, 9), (64, 4), (1, 4), (0, 0, 0, 0), None),
      ((1024, 1024), (15, 15), (1010, 1010), (0, 0), (0, 1010, 0, 1010), "rows"),
-     # an interior one output narrower than a tile block
-     ((64, 64), (3, 3), (64, 64), (1, 65 - corr.ROW_BLOCK), (1, 63, 65 - corr.ROW_BLOCK, 64), "rows"),
+     # an interior one output narrower than a tile block (the 3x3 tile runs it in one loop)
+     ((64, 64), (3, 3), (64, 64), (1, 65 - corr.ROW_BLOCK), (1, 63, 65 - corr.ROW_BLOCK, 64), "tile3x3"),
      ((64, 64), (5, 5), (64, 64), (2, 65 - corr.ROW_BLOCK), (2, 62, 65 - corr.ROW_BLOCK, 64), "tile5x5")],
 )
 def test_plan_splits_interior_and_border(shape, kernel, out, pad, interior, loop):

@@ -124,7 +124,7 @@ def _plan(dtype, shape, kernel_shape, out_shape, p0, p1):
     c0, c1 = _inside(w, kw, ow, p1)
     if r0 == r1 or c0 == c1:
         return (0, 0, 0, 0), None
-    if kh == kw == 3 and c1 - c0 >= ROW_BLOCK:
+    if kh == kw == 3:
         return (r0, r1, c0, c1), tile3x3
     if kh == kw == 5 and dtype in _BAND_DTYPES:
         return (r0, r1, c0, c1), tile5x5
@@ -584,11 +584,17 @@ def _accumulate(dst, krow, src):
 @helper
 def _tile3x3(dst, k, s0, s1, s2):
     """``dst[j] = sum over a, b < 3 of k[a, b] * s_a[j + b]``, all nine taps in registers, by
-    blocks of :data:`ROW_BLOCK` outputs."""
+    blocks of :data:`ROW_BLOCK` outputs (a row narrower than a block in one loop: the same sums)."""
     a0, a1, a2 = k[0, 0], k[0, 1], k[0, 2]
     b0, b1, b2 = k[1, 0], k[1, 1], k[1, 2]
     c0, c1, c2 = k[2, 0], k[2, 1], k[2, 2]
     n = dst.shape[0]
+    if n < ROW_BLOCK:
+        for j in range(n):
+            dst[j] = ((a0 * s0[j] + a1 * s0[j + 1] + a2 * s0[j + 2])
+                      + (b0 * s1[j] + b1 * s1[j + 1] + b2 * s1[j + 2])
+                      + (c0 * s2[j] + c1 * s2[j + 1] + c2 * s2[j + 2]))
+        return
     for start in range(0, n, ROW_BLOCK):
         j0 = max(min(start, n - ROW_BLOCK), 0)  # never negative: no wraparound checks in the loop
         for j in range(j0, j0 + ROW_BLOCK):
