@@ -112,7 +112,11 @@ def corr2d(X: ArrayLike, K: ArrayLike, *, out: NDArray | None = None) -> NDArray
         # The common case in one step: what the checks below would conclude, without their calls.
         (h, w), (kh, kw) = X.shape, K.shape
         if kh <= h and kw <= w:
-            return _run(X, K, np.empty((h - kh + 1, w - kw + 1), X.dtype))
+            out = np.empty((h - kh + 1, w - kw + 1), X.dtype)
+            if 0 < out.size * K.size < _corr.SMALL:
+                _corr.small(X, K, out, 0, 0, _corr.FILL, _validate.ZEROS[X.dtype], 0)
+                return out
+            return _run(X, K, out)
     X = _matrix(X, "X", "corr2d")
     K = _matrix(K, "K", "corr2d")
     shape = _valid_shape(X, K, "corr2d")

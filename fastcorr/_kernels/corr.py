@@ -67,13 +67,13 @@ BAND_ROWS = 4
 _band5x5, _band5x5_row = band(5, 5, BAND_ROWS), band(5, 5, 1)
 _BAND_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: Calls of fewer multiply-adds run wholly on :func:`small`: the call costs more than any loop.
-_SMALL = 4096
+SMALL = 4096
 
 
 def correlate(x, k, out, p0, p1, boundary, fill):
     """``out`` as the module docstring defines it: the interior, then the border."""
     work = out.size * k.size
-    if work < _SMALL:
+    if work < SMALL:
         small(x, k, out, p0, p1, boundary, fill, 0)
         return
     (r0, r1, c0, c1), interior = plan(x.dtype, x.shape, k.shape, out.shape, p0, p1)
