@@ -194,7 +194,7 @@ def transform_input(typingctx, v, v_off, ldv, x, x_at, first, base, pitch):
 def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, columns, first, pitch):
     """``out[y_at[first + l] + base + p * pitch + q] = (A^T m A)[p, q] + bias`` for one vector of
     tiles ``l`` and ``p < rows[first + l]``, ``q < columns[first + l]``, where point ``xi`` of
-    tile ``l`` is ``m[m_off + xi * ldm + l]``."""
+    tile ``l`` is ``m[m_off + xi * ldm + l]``: a masked store of four values per tile and row."""
     dtype = out.dtype
     if dtype not in (types.float32, types.float64):
         raise TypingError(f"transform_output: out must hold float32 or float64, got {out}")
@@ -220,7 +220,7 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
         values = _two_d(lambda d: output_1d(ops, d), points)
         shift = simd._splat(builder, context.cast(builder, args[5], t[5], dtype), vector)
         first = intp(9)
-        addresses, size, pointer = _addresses(context, builder, t[0], args[0], t[6], args[6], first, intp(1), count)
+        addresses, size, _ = _addresses(context, builder, t[0], args[0], t[6], args[6], first, intp(1), count)
         index = ir.VectorType(i64, count)
 
         def limit(i):
@@ -228,19 +228,32 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
             return builder.load(builder.bitcast(builder.gep(table, [first]), index.as_pointer()), align=8)
 
         rows_, columns_ = limit(7), limit(8)
-        mask_type = ir.VectorType(ir.IntType(1), count)
-        scatter = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [vector, ir.VectorType(pointer, count), ir.IntType(32),
-                                                            mask_type]),
-            f"llvm.masked.scatter.v{count}f{dtype.bitwidth}.v{count}p0")
+        # Each tile's row p is four consecutive outputs: one masked store of four values per tile
+        # (the values of the four columns gathered from the four vectors by one shuffle).
+        segment = ir.VectorType(vector.element, M)
+        mask_type = ir.VectorType(ir.IntType(1), M)
+        store = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [segment, segment.as_pointer(), ir.IntType(32), mask_type]),
+            f"llvm.masked.store.v{M}f{dtype.bitwidth}.p0")
         pitch_ = builder.mul(intp(10), ir.Constant(i64, size))
+        i32 = ir.IntType(32)
+        quarters = ir.Constant(ir.VectorType(i64, M), list(range(M)))
         for p in range(M):
-            row = builder.add(addresses, simd._splat(builder, builder.mul(pitch_, ir.Constant(i64, p)), index))
-            inside = builder.icmp_signed(">", rows_, ir.Constant(index, [p] * count))
-            for q in range(M):
-                mask = builder.and_(inside, builder.icmp_signed(">", columns_, ir.Constant(index, [q] * count)))
-                builder.call(scatter, [builder.fadd(values[p][q], shift), _lane_pointers(builder, row, q * size, pointer),
-                                       ir.Constant(ir.IntType(32), size), mask])
+            row = [builder.fadd(values[p][q], shift) for q in range(M)]
+            low = builder.shuffle_vector(row[0], row[1], ir.Constant(ir.VectorType(i32, 2 * count), list(range(2 * count))))
+            high = builder.shuffle_vector(row[2], row[3], ir.Constant(ir.VectorType(i32, 2 * count), list(range(2 * count))))
+            offset = builder.mul(pitch_, ir.Constant(i64, p))
+            for lane in range(count):
+                values_ = builder.shuffle_vector(low, high, ir.Constant(ir.VectorType(i32, M),
+                                                                         [lane, count + lane, 2 * count + lane,
+                                                                          3 * count + lane]))
+                at = builder.add(builder.extract_element(addresses, ir.Constant(i32, lane)), offset)
+                inside = builder.icmp_signed(">", builder.extract_element(rows_, ir.Constant(i32, lane)),
+                                             ir.Constant(i64, p))
+                width = builder.extract_element(columns_, ir.Constant(i32, lane))
+                mask = builder.and_(builder.icmp_signed("<", quarters, simd._splat(builder, width, quarters.type)),
+                                    simd._splat(builder, inside, mask_type))
+                builder.call(store, [values_, builder.inttoptr(at, segment.as_pointer()), ir.Constant(i32, size), mask])
         return context.get_dummy_value()
 
     return types.none(out, base, m, m_off, ldm, bias, y_at, rows, columns, first, pitch), codegen
