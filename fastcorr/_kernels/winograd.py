@@ -426,7 +426,8 @@ gradient_tile = _pixels_transform(M, gradient_1d, "gradient_tile")
 #: Bytes of the transformed operands of one chunk of tiles (both in a thread's L2).
 _CHUNK_BYTES = 1 << 19
 #: Parts of the tiles, each summed on its own and then added in order: the same bits on any number of threads.
-_PARTS = 4
+#: Fewer (two at least) where their sums of every point and channel pair would pass ``_SUMS_BYTES``.
+_PARTS, _SUMS_BYTES = 4, 1 << 26
 #: Tiles per run of fused multiply-adds: each point's products are summed over at most this many
 #: tiles and then added to the part's sums (one float32 chain over a part's thousands of tiles
 #: would cost the accuracy contract: 5e-5 of the largest value over 1568 tiles, measured).
@@ -455,7 +456,7 @@ def weight_grad(x, dy, dw, pt, pl, work):
     size = max(16, min(_RUN, _CHUNK_BYTES // (POINTS * (rows_pad + stride) * x.dtype.itemsize)))
     total = n_batch * tiles_y * tiles_x
     chunks = -(-total // size)
-    parts = min(chunks, _PARTS)
+    parts = min(chunks, _PARTS, max(2, _SUMS_BYTES // (POINTS * rows_pad * wide * x.dtype.itemsize)))
     twin = weight_grad_chunks.pick(work)
     slots = min(parts, numba.get_num_threads()) if twin is weight_grad_chunks.parallel else 1
     totals = np.empty((parts, POINTS, rows_pad, wide), x.dtype)
