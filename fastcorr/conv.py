@@ -249,10 +249,10 @@ def _winograd_pays(weight_shape, out_shape, role: str = "forward") -> bool:
     tiles = n_batch * -(-oh // 4) * -(-ow // 4)
     if role == "weight":
         # F(3x3, 4x4), same machine: 0.66-0.81x the direct matrix product's time with 32 or 64
-        # channels one way and 64 the other over 1568 tiles, 0.52-0.85x with 64 to 256 by 64 to 256
-        # over 1024 tiles; about even (0.85-1.15x) with 16 or 32
-        # channels one way, 16 or 32 the other; 1.4-7.7x with fewer tiles than 256 a part (each
-        # part's sums of every channel pair and point are read and written for every run of tiles).
+        # channels one way and 64 the other over 1568 tiles, 0.52-0.85x with 64 to 256 by 64 to
+        # 256 over 1024 tiles; about even (0.85-1.15x) with 16 or 32 channels one way and 16 or
+        # 32 the other; 1.4-7.7x with fewer tiles than 256 a part (each part's sums of every
+        # channel pair and point are read and written for every run of tiles).
         return tiles >= 1024 and min(o_count, c_count) >= 16 and o_count * c_count >= 2048
     return 16 <= c_count <= 128 and o_count >= 32 and tiles >= 256
 

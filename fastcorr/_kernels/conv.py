@@ -549,12 +549,16 @@ def _pad_band(image, dst, first, pl, wp):
 _GEMM_CHUNK, _GEMM_PARTS = 256, 8
 
 
+def kept(rows: int, columns: int, itemsize: int) -> float:
+    """The share of the register tile's work that is kept, for ``rows`` by ``columns`` products."""
+    mr, width = simd.TILE_ROWS, simd.TILE_VECTORS * simd.lanes(itemsize)
+    return rows / (-(-rows // mr) * mr) * columns / (-(-columns // width) * width)
+
+
 def gemm_pays(c_count: int, o_count: int, kw: int, itemsize: int) -> bool:
     """Whether :func:`weight_grad_gemm` beats :func:`weight_grad_dots`: at least half of what the
     tile computes is kept (its rows are output channels, its columns ``kw * C`` taps; measured)."""
-    mr, width = simd.TILE_ROWS, simd.TILE_VECTORS * simd.lanes(itemsize)
-    kept = (kw * c_count / (-(-kw * c_count // width) * width)) * (o_count / (-(-o_count // mr) * mr))
-    return kept >= 0.5
+    return kept(o_count, kw * c_count, itemsize) >= 0.5
 
 
 def weight_grad_gemm(x, dy, dwt, pt, pl, work):

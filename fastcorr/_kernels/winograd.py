@@ -31,7 +31,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 from fastcorr._kernels import helper, kernel, shared, simd
-from fastcorr._kernels.conv import add_parts, channels_last, pad_planes
+from fastcorr._kernels.conv import add_parts, channels_last, kept, pad_planes
 from fastcorr._kernels.simd import full_width, tile
 
 #: Outputs per tile side, and the side of the input patch a tile reads.
@@ -432,12 +432,6 @@ _PARTS, _SUMS_BYTES = 4, 1 << 26
 #: tiles and then added to the part's sums (one float32 chain over a part's thousands of tiles
 #: would cost the accuracy contract: 5e-5 of the largest value over 1568 tiles, measured).
 _RUN = 128
-
-
-def kept(rows: int, columns: int, itemsize: int) -> float:
-    """The share of the register tile's work that is kept, for ``rows`` by ``columns`` products."""
-    mr, width = simd.TILE_ROWS, simd.TILE_VECTORS * simd.lanes(itemsize)
-    return rows / (-(-rows // mr) * mr) * columns / (-(-columns // width) * width)
 
 
 def weight_grad(x, dy, dw, pt, pl, work):
