@@ -564,7 +564,7 @@ def gemm_pays(c_count: int, o_count: int, kw: int, itemsize: int) -> bool:
 def weight_grad_gemm(x, dy, dwt, pt, pl, work):
     """Stride 1, dilation 1, one group: :func:`weight_grad_packed` (``work`` multiply-adds pick
     the twin). Any values: every product the sums keep is one of the definition's."""
-    (n_batch, c_count, h, w), (o_count, _, kh, kw), (oh, ow) = x.shape, dwt.shape, dy.shape[2:]
+    (n_batch, c_count), (o_count, _, kh, kw), (oh, ow) = x.shape[:2], dwt.shape, dy.shape[2:]
     mr = simd.TILE_ROWS
     width = simd.TILE_VECTORS * simd.lanes(x.dtype.itemsize)
     hp, wp = oh + kh - 1, ow + kw - 1

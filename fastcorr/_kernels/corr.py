@@ -27,8 +27,9 @@ compiles only the loops it runs and no loop carries code it does not need:
 - The border runs on :func:`border`: per output row, each source row it needs is extended
   once into a scratch row (fill rows add a constant), then each kernel row adds its taps
   along it; the strips left and right of the interior look up the columns their taps read
-  (:func:`strip_columns`, the same for every row). Small calls run wholly on its body, through :func:`small`, and so do small
-  convolutions, many planes in one call, through :func:`correlate_planes`.
+  (:func:`strip_columns`, the same for every row). Small calls run wholly on its body, through
+  :func:`small`, and so do small convolutions, many planes in one call, through
+  :func:`correlate_planes`.
 - Sums of correlations over stacks of planes (N-D correlation, one 2-D kernel slice per
   leading kernel offset), and images of interleaved channels, run on :func:`stack`: a task is
   a run of output rows of one plane, each row taking every product in turn from source rows
@@ -504,10 +505,10 @@ def _in_place3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add):
 def _ends3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add):
     """The positions of :func:`_in_place3x3` whose taps leave the row, each tap's column by the
     edge rule, the sum in :func:`_tile3x3_channels`' order."""
+    s0, s1, s2 = plane[r], plane[r + 1], plane[r + 2]
     for m in range(2):
         u = m if m < p1 else w - 2 + m  # positions [0, p1) and [w - 2 + p1, w)
         t0, t1, t2 = _source(u - p1, w, boundary), _source(u + 1 - p1, w, boundary), _source(u + 2 - p1, w, boundary)
-        s0, s1, s2 = plane[r], plane[r + 1], plane[r + 2]
         for v in range(channels):
             a0 = fill if t0 < 0 else s0[t0 * channels + v]
             a1 = fill if t1 < 0 else s0[t1 * channels + v]
