@@ -481,14 +481,15 @@ def conv2d_weight_grad(
 def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry, method: str = "auto") -> NDArray:
     """conv2d_weight_grad on validated, C-contiguous arrays of one dtype, into ``dw``."""
     work = dy.size * dw[0].size
-    if _runs_winograd(method, geo, dw.shape, dy.shape, (x, dy), "weight"):
-        return _winograd.weight_grad(x, dy, dw, geo.pt, geo.pl, work)
-    if _tiny(geo, work):
-        # The correlation of the padded input with dY, summed over the batch.
+    if _tiny(geo, work) and method != "winograd":
+        # The correlation of the padded input with dY, summed over the batch (the layer's
+        # training step is here: no Winograd test on its way, which never pays this small).
         dw[...] = 0
         products = _products(x.shape[0], x.shape[1], dw.shape[0], geo.groups, "weight")
         _planes(x, dy, dw, products, geo.pt, geo.pl)
         return dw
+    if _runs_winograd(method, geo, dw.shape, dy.shape, (x, dy), "weight"):
+        return _winograd.weight_grad(x, dy, dw, geo.pt, geo.pl, work)
     unit = geo.sh == geo.sw == geo.dh == geo.dw == geo.groups == 1
     if unit and _conv.gemm_pays(x.shape[1], dw.shape[0], dw.shape[3], dw.dtype.itemsize):
         _conv.weight_grad_gemm(x, dy, dw, geo.pt, geo.pl, work)
