@@ -29,7 +29,8 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
     image = sample(40, 40)
     steps = [
         ("correlation, small calls and borders",
-         lambda: (signal.correlate2d(image, sample(3, 4), "same", "symm"), signal.correlate2d(sample(6, 8), sample(1, 2)))),
+         lambda: (signal.correlate2d(image, sample(3, 4), "same", "symm"), signal.correlate2d(sample(6, 8), sample(1, 2)),
+                 signal.correlate2d(sample(6, 8), sample(1, 2), "valid"))),
         ("correlation, 3x3 interior", lambda: signal.correlate2d(image, sample(3, 3), "valid")),
         ("correlation, 5x5 interior", lambda: signal.correlate2d(image, sample(5, 5), "valid")),
         ("correlation, any kernel", lambda: signal.correlate2d(image, sample(2, 7), "valid")),
@@ -58,7 +59,7 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
         spoiled = x.copy()
         spoiled[0, 0, 0, 0] = np.inf
         steps += [
-            ("conv2d and gradients, 3x3", lambda: layer(sample(6, 4, 3, 3), padding=1)),
+            ("conv2d and gradients, 3x3", lambda: (layer(sample(6, 4, 3, 3), padding=1), layer(sample(6, 4, 3, 3)))),
             ("conv2d and gradients, register tiles", lambda: layer(sample(16, 4, 3, 3), padding=1)),
             ("conv2d weight gradient, a matrix product", lambda: layer(sample(16, 16, 3, 3), sample(2, 16, 12, 12),
                                                                       padding=1)),

@@ -268,7 +268,10 @@ _TINY_WORK = 1 << 15
 
 def _planes(x, k, out, planes, p0, p1):
     """``out[e, f] +=`` the zero-padded correlation of ``x[a, b]`` with ``k[c, d]``, each row of ``planes``."""
-    _corr.correlate_planes(x, k, out, planes, p0, p1, _corr.FILL, _validate.ZEROS[out.dtype], 0, True)
+    if _corr.inside(x.shape, k.shape, out.shape, p0, p1):
+        _corr.valid_planes(x, k, out, planes, True)
+    else:
+        _corr.correlate_planes(x, k, out, planes, p0, p1, _corr.FILL, _validate.ZEROS[out.dtype], 0, True)
 
 
 def _products(n_batch, c_count, o_count, groups, role):

@@ -114,7 +114,7 @@ def corr2d(X: ArrayLike, K: ArrayLike, *, out: NDArray | None = None) -> NDArray
         if kh <= h and kw <= w:
             out = np.empty((h - kh + 1, w - kw + 1), X.dtype)
             if 0 < out.size * K.size < _corr.SMALL:
-                _corr.small(X, K, out, 0, 0, _corr.FILL, _validate.ZEROS[X.dtype], 0)
+                _corr.valid(X, K, out, False)
                 return out
             return _run(X, K, out)
     X = _matrix(X, "X", "corr2d")

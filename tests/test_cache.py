@@ -22,7 +22,7 @@ with warnings.catch_warnings(record=True) as caught:
     import fastcorr as fc
     from fastcorr._kernels import corr
     y = fc.corr2d(np.arange(48.0, dtype=np.float32).reshape(6, 8), np.array([[1.0, -1.0]], np.float32))
-stats = corr.small.stats
+stats = corr.valid.stats
 print(json.dumps({"right": bool((y == -1).all()), "hits": sum(stats.cache_hits.values()),
                   "misses": sum(stats.cache_misses.values()),
                   "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}))
@@ -64,8 +64,8 @@ def test_no_writable_cache_directory_compiles_in_memory_with_one_warning():
 def test_a_damaged_cache_file_is_recompiled_and_overwritten(tmp_path, damage):
     first = report(CALL, tmp_path)
     assert first == {"right": True, "hits": 0, "misses": 1, "warnings": []}
-    index = next(tmp_path.rglob("corr.small-*.nbi"))
-    data = next(tmp_path.rglob("corr.small-*.nbc"))
+    index = next(tmp_path.rglob("corr.valid-*.nbi"))
+    data = next(tmp_path.rglob("corr.valid-*.nbc"))
     if damage == "garbage index":
         index.write_bytes(b"not a pickle at all" * 10)
     elif damage == "empty index":
@@ -114,17 +114,19 @@ def test_an_edit_to_any_kernel_module_makes_every_cached_kernel_stale(tmp_path):
 
 @pytest.mark.slow
 def test_a_cached_loop_loads_the_bodies_it_calls_first(tmp_path):
-    """small calls _border_task by symbol: its cached code needs that body loaded,
-    also when the body's own entry is gone and the body compiles anew."""
-    assert report(CALL, tmp_path)["misses"] == 1
-    for body in tmp_path.rglob("corr._border_task-*"):
+    """valid_planes (a small unpadded conv2d) calls valid by symbol: its cached code needs that
+    body loaded, also when the body's own entry is gone and the body compiles anew."""
+    call = CALL.replace("fc.corr2d(", "fc.conv2d(*(a[None, None] for a in (").replace("np.float32))", "np.float32))))")
+    call = call.replace("corr.valid.stats", "corr.valid_planes.stats")
+    assert report(call, tmp_path)["misses"] == 1
+    for body in tmp_path.rglob("corr.valid-*"):
         body.unlink()
-    code = CALL + "print(json.dumps({'body misses': sum(corr._border_task.stats.cache_misses.values())}))\n"
+    code = call + "print(json.dumps({'body misses': sum(corr.valid.stats.cache_misses.values())}))\n"
     result = run(code, tmp_path)
     assert result.returncode == 0, result.stderr
     loop, body = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
     assert loop["right"] and loop["warnings"] == [] and body["body misses"] == 1
-    assert report(CALL, tmp_path) == {"right": True, "hits": 1, "misses": 0, "warnings": []}
+    assert report(call, tmp_path) == {"right": True, "hits": 1, "misses": 0, "warnings": []}
 
 
 def test_a_body_is_called_by_symbol_not_compiled_into_its_callers():

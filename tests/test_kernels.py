@@ -63,6 +63,59 @@ def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
             np.testing.assert_allclose(result, expected, **tolerance)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128, np.int64])
+@pytest.mark.parametrize("shapes", [((6, 8), (1, 2)), ((1, 1), (1, 1)), ((5, 4), (5, 4)), ((3, 40), (2, 3)),
+                                    ((12, 35), (4, 1)), ((7, 70), (3, 9))])
+def test_the_valid_loop_is_the_border_loop_where_no_tap_leaves_the_input(dtype, shapes, rng):
+    """Small calls that meet no boundary run on ``valid`` (and its planes), not on the border loop:
+    the same bits, assigned or added, against naive.py."""
+    x = (rng.standard_normal(shapes[0]) * 8).astype(dtype)
+    k = (rng.standard_normal(shapes[1]) * 8).astype(dtype)
+    shape = (x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1)
+    expected = naive.shifted_correlation(x, k, shape, 0, 0, "fill", dtype(0))
+    border, ours = np.full(shape, 7, dtype), np.full(shape, 7, dtype)
+    corr.small(x, k, border, 0, 0, corr.FILL, dtype(0), 0)
+    corr.valid(x, k, ours, False)
+    np.testing.assert_array_equal(ours, border)
+    tolerance = dict(rtol=1e-5, atol=1e-3) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(ours, expected, **tolerance)
+    corr.valid(x, k, ours, True)
+    np.testing.assert_allclose(ours, 2 * expected, **tolerance)
+    # Planes of NCHW stacks: out[e, f] += x[a, b] correlated with k[c, d], each row in turn.
+    xs, ks = np.stack([x, 2 * x])[:, None], np.stack([k, -k])[None]
+    planes = np.array([[0, 0, 0, 0, 0, 0], [1, 0, 0, 1, 0, 0], [1, 0, 0, 0, 0, 1]], np.int64)
+    out = np.zeros((1, 2) + shape, dtype)
+    corr.valid_planes(xs, ks, out, planes, True)
+    np.testing.assert_allclose(out[0, 0], -expected, **tolerance)
+    np.testing.assert_allclose(out[0, 1], 2 * expected, **tolerance)
+
+
+@pytest.mark.parametrize("x_shape, k_shape, out_shape, p0, p1, inside", [
+    ((6, 8), (1, 2), (6, 7), 0, 0, True), ((6, 8), (1, 2), (5, 3), 0, 0, True), ((6, 8), (1, 2), (6, 8), 0, 0, False),
+    ((6, 8), (1, 2), (7, 7), 0, 0, False), ((6, 8), (1, 2), (6, 7), 1, 0, False), ((6, 8), (1, 2), (6, 7), 0, 1, False),
+    ((2, 3, 6, 8), (4, 3, 3, 3), (2, 4, 4, 6), 0, 0, True), ((2, 3, 6, 8), (4, 3, 3, 3), (2, 4, 4, 7), 0, 0, False)])
+def test_inside_means_no_tap_leaves_the_input(x_shape, k_shape, out_shape, p0, p1, inside):
+    assert corr.inside(x_shape, k_shape, out_shape, p0, p1) is inside
+
+
+def test_small_calls_without_a_boundary_run_on_the_valid_loop(monkeypatch, rng):
+    """corr2d, a small 'valid' correlate2d and an unpadded small layer never reach the border loop's body."""
+    import fastcorr as fc
+
+    def refuse(*args):
+        raise AssertionError("the border loop ran")
+
+    monkeypatch.setattr(corr, "small", refuse)
+    monkeypatch.setattr(corr, "correlate_planes", refuse)
+    x, k = rng.standard_normal((6, 8)), rng.standard_normal((2, 3))
+    expected = naive.corr2d(x, k)
+    np.testing.assert_allclose(fc.corr2d(x, k), expected, rtol=1e-12)
+    np.testing.assert_allclose(fc.correlate2d(x, k, "valid"), expected, rtol=1e-12)
+    np.testing.assert_allclose(fc.conv2d(x[None, None], k[None, None])[0, 0], expected, rtol=1e-12)
+    with pytest.raises(AssertionError, match="the border loop ran"):
+        fc.correlate2d(x, k, "same")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel", [(7, 3), (8, 9), (15, 15)])
 def test_the_wide_tile_matches_the_loops_at_every_block_edge(dtype, kernel, rng):

@@ -44,7 +44,7 @@ def test_second_process_loads_kernels_from_the_disk_cache(tmp_path):
     code = (
         "import json, fastcorr as fc; from fastcorr._kernels import corr; "
         "fc.corr2d([[1.0, 2.0], [3.0, 4.0]], [[1.0]]); "
-        "s = corr.small.stats; print(json.dumps([sum(s.cache_hits.values()), sum(s.cache_misses.values())]))"
+        "s = corr.valid.stats; print(json.dumps([sum(s.cache_hits.values()), sum(s.cache_misses.values())]))"
     )
     hits, misses = run(code, NUMBA_CACHE_DIR=str(tmp_path))
     assert (hits, misses) == (0, 1)

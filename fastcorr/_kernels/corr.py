@@ -75,7 +75,10 @@ def correlate(x, k, out, p0, p1, boundary, fill):
     """``out`` as the module docstring defines it: the interior, then the border."""
     work = out.size * k.size
     if work < SMALL:
-        small(x, k, out, p0, p1, boundary, fill, 0)
+        if inside(x.shape, k.shape, out.shape, p0, p1):
+            valid(x, k, out, False)
+        else:
+            small(x, k, out, p0, p1, boundary, fill, 0)
         return
     (r0, r1, c0, c1), interior = plan(x.dtype, x.shape, k.shape, out.shape, p0, p1)
     if interior is rows and _wide_fits(x.dtype, k.shape, r1 - r0, c1 - c0) and all_finite(x):
@@ -305,6 +308,40 @@ def edge_index(t: np.ndarray, n: int, boundary: int) -> np.ndarray:
         m = t % (2 * n)
         src = np.where(m < n, m, 2 * n - 1 - m)
     return np.where(inside, t, src).astype(np.int64)
+
+
+@shared
+def valid(x, k, out, accumulate):
+    """``out`` (``+=`` when ``accumulate``) at positions whose taps all fall inside ``x``:
+    ``out[i, j] = sum k[a, b] * x[i + a, j + b]``. Small calls that meet no boundary ('valid'
+    correlations, unpadded layers) compile this loop alone; its sums run in :func:`_extended`'s
+    order, so the bits are the border loop's."""
+    full_width()
+    kh, kw = k.shape
+    n = out.shape[1]
+    for i in range(out.shape[0]):
+        dst = out[i]
+        if not accumulate:
+            _zero(dst)
+        for a in range(kh):
+            xrow = x[i + a]
+            for b in range(kw):
+                tap = k[a, b]
+                src = xrow[b : b + n]
+                for j in range(n):
+                    dst[j] += tap * src[j]
+
+
+@shared
+def valid_planes(x, k, out, planes, accumulate):
+    """:func:`correlate_planes` where every plane's taps fall inside its input (no padding)."""
+    for t in range(planes.shape[0]):
+        valid(x[planes[t, 0], planes[t, 1]], k[planes[t, 2], planes[t, 3]], out[planes[t, 4], planes[t, 5]], accumulate)
+
+
+def inside(x_shape, k_shape, out_shape, p0, p1) -> bool:
+    """Whether every tap of every output falls inside the input (no boundary to extend)."""
+    return p0 == p1 == 0 and out_shape[-2] + k_shape[-2] <= x_shape[-2] + 1 and out_shape[-1] + k_shape[-1] <= x_shape[-1] + 1
 
 
 @shared
