@@ -412,7 +412,7 @@ def test_stack_reads_long_rows_in_place(channels, rng):
         results = []
         for twin, step in [("serial", h), ("parallel", 1), ("parallel", 4)]:
             out = np.full(expected.shape, 7.0)
-            getattr(corr.stack, twin)(x, k, out, sources, p0, p1, boundary, 3.0, channels, step)
+            getattr(corr.stack3x3, twin)(x, k, out, sources, p0, p1, boundary, 3.0, channels, step)
             results.append(out)
         for other in results[1:]:
             np.testing.assert_array_equal(results[0], other)
@@ -438,24 +438,33 @@ def test_stack_sums_plane_correlations_at_every_boundary(dtype, shapes, rng):
         for q, t in itertools.product(range(5), range(3)):
             plane = np.full((h, w), fill) if sources[q, t] < 0 else x[sources[q, t]]
             expected[q] += naive.shifted_correlation(plane, k[t], (h, w), p0, p1, names[boundary], fill)
-        results = []
-        for twin, step in [("serial", 5), ("parallel", 1), ("parallel", 2)]:
-            out = np.full((5, h, w), 7, dtype)
-            getattr(corr.stack, twin)(x, k, out, sources, p0, p1, boundary, fill, 1, step)
-            results.append(out)
-        for other in results[1:]:
-            np.testing.assert_array_equal(results[0], other)
         tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
-        np.testing.assert_allclose(results[0], expected, **tolerance)
+        for loop in {corr.stack, corr.stack_loop(k.shape, 1)}:
+            results = []
+            for twin, step in [("serial", 5), ("parallel", 1), ("parallel", 2)]:
+                out = np.full((5, h, w), 7, dtype)
+                getattr(loop, twin)(x, k, out, sources, p0, p1, boundary, fill, 1, step)
+                results.append(out)
+            for other in results[1:]:
+                np.testing.assert_array_equal(results[0], other)
+            np.testing.assert_allclose(results[0], expected, **tolerance)
         # The same planes as the channels of interleaved rows (two, and RGB's three), each
         # channel its own order of the planes.
         for orders in ([0, 1, 2, 3], [3, 2, 1, 0]), ([0, 1, 2, 3], [3, 2, 1, 0], [1, 2, 3, 0]):
             interleaved = np.ascontiguousarray(np.stack([x[order] for order in orders], axis=-1)).reshape(4, h, -1)
-            out = np.full((5, h, w * len(orders)), 7, dtype)
-            corr.stack.parallel(interleaved, k, out, sources, p0, p1, boundary, fill, len(orders), 1)
-            for c, order in enumerate(orders):
-                channel = np.zeros((5, h, w), dtype)
-                for q, t in itertools.product(range(5), range(3)):
-                    plane = np.full((h, w), fill) if sources[q, t] < 0 else x[order[sources[q, t]]]
-                    channel[q] += naive.shifted_correlation(plane, k[t], (h, w), p0, p1, names[boundary], fill)
-                np.testing.assert_allclose(out[:, :, c :: len(orders)], channel, **tolerance)
+            for loop in {corr.stack, corr.stack_loop(k.shape, len(orders))}:
+                out = np.full((5, h, w * len(orders)), 7, dtype)
+                loop.parallel(interleaved, k, out, sources, p0, p1, boundary, fill, len(orders), 1)
+                for c, order in enumerate(orders):
+                    channel = np.zeros((5, h, w), dtype)
+                    for q, t in itertools.product(range(5), range(3)):
+                        plane = np.full((h, w), fill) if sources[q, t] < 0 else x[order[sources[q, t]]]
+                        channel[q] += naive.shifted_correlation(plane, k[t], (h, w), p0, p1, names[boundary], fill)
+                    np.testing.assert_allclose(out[:, :, c :: len(orders)], channel, **tolerance)
+
+
+@pytest.mark.parametrize("kernel_shape, channels, loop", [
+    ((2, 3, 3), 1, "stack3x3"), ((1, 3, 3), 3, "stack3x3"), ((2, 3, 3), 2, "stack"), ((2, 3, 3), 4, "stack"),
+    ((2, 3, 4), 1, "stack"), ((2, 5, 5), 3, "stack"), ((2, 1, 3), 1, "stack")])
+def test_only_3x3_kernels_on_one_or_three_channels_take_the_3x3_stack(kernel_shape, channels, loop):
+    assert corr.stack_loop(kernel_shape, channels) is getattr(corr, loop)

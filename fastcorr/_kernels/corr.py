@@ -29,12 +29,13 @@ compiles only the loops it runs and no loop carries code it does not need:
   along it; the strips left and right of the interior look up the columns their taps read
   (:func:`strip_columns`, the same for every row). Small calls run wholly on its body, through
   :func:`small`, and so do small convolutions, many planes in one call, through
-  :func:`correlate_planes`.
+  :func:`correlate_planes`; those that meet no boundary run on :func:`valid` alone.
 - Sums of correlations over stacks of planes (N-D correlation, one 2-D kernel slice per
   leading kernel offset), and images of interleaved channels, run on :func:`stack`: a task is
   a run of output rows of one plane, each row taking every product in turn from source rows
-  extended once each into a ring of scratch rows (3x3 kernels on long rows read the source
-  rows in place where all three are inside, and extend only the few positions at their ends).
+  extended once each into a ring of scratch rows. 3x3 kernels on one or three channels take
+  :func:`stack3x3`, which on long rows reads the source rows in place where all three are
+  inside and extends only the few positions at their ends.
 
 A task is a run of output rows (whole row pairs for the 3x3 tile): all of them in the
 serial twin, a share of them per thread in the parallel one, which run the same compiled
@@ -442,12 +443,33 @@ def stack(x, k, out, sources, p0, p1, boundary, fill, channels, rows):
     ``x[sources[q, t]]`` with ``k[t]``; a source of -1 is a plane of ``fill`` values. Rows hold
     ``channels`` interleaved planes (an H x W x C image is ``x[0]`` of shape (H, W * C)), each
     correlated on its own. A task is ``rows`` output rows of one plane."""
-    oh = out.shape[1]
-    parts = (oh + rows - 1) // rows
+    parts = (out.shape[1] + rows - 1) // rows
     for t in prange(out.shape[0] * parts):
-        q = np.int64(t) // parts
-        start = (np.int64(t) % parts) * rows
-        _stack_task(q, start, min(start + rows, oh), x, k, out, sources, p0, p1, boundary, fill, channels)
+        q, i0, i1 = _stack_rows(np.int64(t), parts, rows, out.shape[1])
+        _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
+
+
+@kernel
+def stack3x3(x, k, out, sources, p0, p1, boundary, fill, channels, rows):
+    """:func:`stack` for 3x3 kernels on planes of one or three interleaved channels (see
+    :func:`stack_loop`)."""
+    parts = (out.shape[1] + rows - 1) // rows
+    for t in prange(out.shape[0] * parts):
+        q, i0, i1 = _stack_rows(np.int64(t), parts, rows, out.shape[1])
+        _stack3x3_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
+
+
+def stack_loop(kernel_shape, channels):
+    """The stack loop for kernels of ``kernel_shape`` (products, kh, kw) on rows of ``channels``
+    interleaved planes: each compiles only its own code."""
+    return stack3x3 if kernel_shape[1:] == (3, 3) and channels in (1, 3) else stack
+
+
+@helper
+def _stack_rows(t, parts, rows, oh):
+    """Task ``t``'s plane and its output rows ``[i0, i1)``."""
+    i0 = (t % parts) * rows
+    return t // parts, i0, min(i0 + rows, oh)
 
 
 @shared
@@ -458,39 +480,14 @@ def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
     channels at once: a tap's neighbour is ``channels`` elements on)."""
     full_width()
     products, kh, kw = k.shape
-    h, w = x.shape[1], x.shape[2] // channels
     n = out.shape[2]
     ring = np.empty((products, kh, n + (kw - 1) * channels), x.dtype)
-    # 3x3 kernels on long rows whose three source rows are inside read them in place (no
-    # ring), the few positions at the row's ends apart. Shorter rows cost more in those ends
-    # than the ring's copy does.
-    fast_kernel = kh == 3 and kw == 3 and (channels == 1 or channels == 3)
-    in_place = fast_kernel and w >= 3 and n >= _IN_PLACE_ROW
-    refill = True
     for i in range(i0, i1):
         dst = out[q, i]
-        direct = in_place and i - p0 >= 0 and i + 2 - p0 < h
+        _zero(dst)
         for t in range(products):
-            s = sources[q, t]
             kt = k[t]
-            if direct and s >= 0:
-                _in_place3x3(dst, kt, x[s], i - p0, p1, w, boundary, fill, channels, t > 0)
-                continue
-            for a in range(kh - 1 if refill or direct else 0, -1, -1):
-                # Every slot is filled on a task's first row and after rows read in place,
-                # then one new row per row.
-                r = _source(i + kh - 1 - a - p0, h, boundary)
-                slot = ring[t, (i + kh - 1 - a) % kh]
-                if s < 0 or r < 0:
-                    for u in range(slot.shape[0]):
-                        slot[u] = fill
-                else:
-                    _extend_row(slot, x[s, r], p1, w, boundary, fill, channels)
-            if fast_kernel:
-                _channels3x3(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3], channels, t > 0)
-                continue
-            if t == 0:
-                _zero(dst)
+            _fill_ring(ring[t], x, sources[q, t], i, p0, p1, boundary, fill, channels, i == i0)
             if kh == 3 and kw == 3:
                 _tile3x3_channels(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3], channels, True)
             elif channels == 1:
@@ -504,11 +501,54 @@ def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
                         part = src[b * channels : b * channels + n]
                         for j in range(n):
                             dst[j] += tap * part[j]
+
+
+@shared
+def _stack3x3_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels):
+    """:func:`_stack_task` for 3x3 kernels on one or three channels, whose tap distance
+    :func:`_channels3x3` makes a constant. Long rows whose three source rows are inside read
+    them in place (no ring), the few positions at the row's ends apart; shorter rows cost more
+    in those ends than the ring's copy does."""
+    full_width()
+    products = k.shape[0]
+    h, w = x.shape[1], x.shape[2] // channels
+    n = out.shape[2]
+    ring = np.empty((products, 3, n + 2 * channels), x.dtype)
+    in_place = w >= 3 and n >= _IN_PLACE_ROW
+    refill = True
+    for i in range(i0, i1):
+        dst = out[q, i]
+        direct = in_place and i - p0 >= 0 and i + 2 - p0 < h
+        for t in range(products):
+            s = sources[q, t]
+            kt = k[t]
+            if direct and s >= 0:
+                _in_place3x3(dst, kt, x[s], i - p0, p1, w, boundary, fill, channels, t > 0)
+                continue
+            # Every slot is filled on a task's first row and after rows read in place.
+            _fill_ring(ring[t], x, s, i, p0, p1, boundary, fill, channels, refill or direct)
+            _channels3x3(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3], channels, t > 0)
         refill = direct
 
 
+@helper
+def _fill_ring(ring, x, s, i, p0, p1, boundary, fill, channels, whole):
+    """The ring's slots for output row ``i`` (source row ``i + a - p0`` in slot ``(i + a) % kh``):
+    all ``kh`` of them when ``whole``, else the one new row. Plane ``s`` of ``x`` (-1: ``fill``)."""
+    kh = ring.shape[0]
+    h, w = x.shape[1], x.shape[2] // channels
+    for a in range(kh - 1 if whole else 0, -1, -1):
+        r = _source(i + kh - 1 - a - p0, h, boundary)
+        slot = ring[(i + kh - 1 - a) % kh]
+        if s < 0 or r < 0:
+            for u in range(slot.shape[0]):
+                slot[u] = fill
+        else:
+            _extend_row(slot, x[s, r], p1, w, boundary, fill, channels)
+
+
 #: Rows of at least this many elements (all channels) read their source rows in place in
-#: :func:`_stack_task` (measured: 1.4x the ring's time at 256, 0.9x at 2048 and 4096).
+#: :func:`_stack3x3_task` (measured: 1.4x the ring's time at 256, 0.9x at 2048 and 4096).
 _IN_PLACE_ROW = 2048
 
 
