@@ -10,7 +10,6 @@ from numpy.typing import ArrayLike, NDArray
 from fastcorr import _validate
 from fastcorr._kernels import conv as _conv
 from fastcorr._kernels import corr as _corr
-from fastcorr._kernels import simd
 from fastcorr._kernels import winograd as _winograd
 from fastcorr._kernels.scan import all_finite
 
@@ -372,9 +371,9 @@ def conv2d_input_grad(
 
 
 def _forward_flat(x, weight, bias, out, dh, dw, pt, pl, groups, work):
-    """Stride 1: on the register tile when each group has a tile's worth of output channels;
-    else pad every input plane once and run the flat loops on the padded planes."""
-    if weight.shape[0] // groups >= simd.TILE_ROWS:
+    """Stride 1: on the register tile when each group fills most of a tile's rows with output
+    channels; else pad every input plane once and run the flat loops on the padded planes."""
+    if _conv.tile_pays(weight.shape[0] // groups):
         _conv.tiled(x, weight, bias, out, dh, dw, pt, pl, groups, work)
         return
     wp, size = _conv.flat_geometry(x.shape, weight.shape, out.shape, dh, dw, pl)

@@ -243,6 +243,12 @@ def test_the_weight_gradient_takes_the_tile_where_half_of_it_is_kept():
     assert conv.gemm_pays(width // 2, mr, 1, 4) and not conv.gemm_pays(width // 2 - 1, mr, 1, 4)
 
 
+def test_the_forward_tile_is_taken_from_three_quarters_of_its_rows():
+    rows = simd.TILE_ROWS
+    assert conv.tile_pays(rows) and conv.tile_pays(2 * rows + 1) and conv.tile_pays(-(-3 * rows // 4))
+    assert not conv.tile_pays(-(-3 * rows // 4) - 1) and not conv.tile_pays(1)
+
+
 def test_the_wide_tile_is_taken_only_where_it_fits():
     f32, f64, c128 = (np.dtype(t) for t in (np.float32, np.float64, np.complex128))
     assert corr._wide_fits(f32, (7, 1), simd.TILE_ROWS, corr._wide_columns(f32))
