@@ -227,8 +227,9 @@ def _winograd_refusal(geo: _Geometry, weight_shape, role: str) -> str:
 
 
 def _runs_winograd(method: str, geo: _Geometry, weight_shape, out_shape, operands, role: str = "forward") -> bool:
-    """Whether a pass runs Winograd: asked for, or 'auto' where it can run, pays, and every
-    operand is finite (so that an inf or NaN lands where direct convolution puts it)."""
+    """Whether a pass runs Winograd: asked for, or 'auto' where it can run, pays, and every one of
+    ``operands`` is finite (so that an inf or NaN lands where direct convolution puts it; the
+    forward's input is checked while Winograd pads it)."""
     if method != "auto":
         return method == "winograd"
     # The cheap test first: small and tiny calls, on the hot path, never format a refusal.
@@ -297,8 +298,10 @@ _PRODUCTS: dict = {}
 def _forward(x: NDArray, weight: NDArray, bias: NDArray, out: NDArray, geo: _Geometry, method: str = "auto") -> NDArray:
     """conv2d on validated, C-contiguous arrays of one dtype, into ``out``."""
     work = out.size * weight[0].size
-    if _runs_winograd(method, geo, weight.shape, out.shape, (x, weight)):
-        return _winograd.forward(x, weight, bias, out, geo.pt, geo.pl, work)
+    # Winograd checks x for inf and NaN while it pads it: 'auto' then runs direct.
+    if (_runs_winograd(method, geo, weight.shape, out.shape, (weight,))
+            and _winograd.forward(x, weight, bias, out, geo.pt, geo.pl, work, method == "auto") is not None):
+        return out
     if _tiny(geo, work):
         out[...] = bias[:, None, None]
         products = _products(x.shape[0], x.shape[1], weight.shape[0], geo.groups, "forward")
@@ -377,8 +380,7 @@ def _forward_flat(x, weight, bias, out, dh, dw, pt, pl, groups, work):
         _conv.tiled(x, weight, bias, out, dh, dw, pt, pl, groups, work)
         return
     wp, size = _conv.flat_geometry(x.shape, weight.shape, out.shape, dh, dw, pl)
-    xp = np.empty((x.shape[0], x.shape[1], size), x.dtype)
-    _conv.pad_planes.pick(x.size)(x, xp, pt, pl, wp)
+    xp, _ = _conv.padded_planes(x, size, pt, pl, wp)
     _conv.forward_flat.pick(work)(xp, weight, bias, out, dh, dw, groups, wp)
 
 
@@ -387,8 +389,10 @@ def _input_grad(dy: NDArray, weight: NDArray, dx: NDArray, geo: _Geometry, metho
     work = dy.size * weight[0].size
     o, cg, kh, kw = weight.shape
     top, left = geo.dh * (kh - 1) - geo.pt, geo.dw * (kw - 1) - geo.pl
-    if _runs_winograd(method, geo, (cg, o, kh, kw), dx.shape, (weight, dy), "input"):
-        return _winograd.forward(dy, _swapped(weight, geo.groups), np.zeros(cg, dx.dtype), dx, top, left, work)
+    if (_runs_winograd(method, geo, (cg, o, kh, kw), dx.shape, (weight,), "input")
+            and _winograd.forward(dy, _swapped(weight, geo.groups), np.zeros(cg, dx.dtype), dx, top, left, work,
+                                  method == "auto") is not None):
+        return dx
     flat = geo.sh == geo.sw == 1 and top >= 0 and left >= 0 and all_finite(weight)
     if flat and _tiny(geo, work):
         # The 'full' correlation of dY with the flipped kernel.

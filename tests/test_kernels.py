@@ -354,10 +354,32 @@ def test_conv_twins_agree_bit_for_bit(case, dtype):
                     run(results[-1])
             np.testing.assert_array_equal(results[0], results[1])
         wp, size = conv.flat_geometry(x.shape, weight.shape, dy.shape, dh, dw, pl)
-        twins_agree(conv.pad_planes, new((n, c, size)), lambda xp: (x, xp, pt, pl, wp))
+        twins_agree(conv.pad_planes, new((n, c, size)), lambda xp: (x, xp, pt, pl, wp, np.empty(n * c, bool)))
         xp = np.empty((n, c, size), dtype)
-        conv.pad_planes.serial(x, xp, pt, pl, wp)
+        conv.pad_planes.serial(x, xp, pt, pl, wp, np.empty(n * c, bool))
         twins_agree(conv.forward_flat, new(dy.shape), lambda out: (xp, weight, bias, out, dh, dw, groups, wp))
+
+
+@pytest.mark.parametrize("twin", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_padded_planes_find_any_inf_or_nan_they_copy(twin, dtype, rng):
+    """The planes' copy for Winograd also says whether they are finite: a single inf or NaN
+    anywhere (first and last plane, row ends) is found; the copy is the same either way."""
+    x = rng.standard_normal((2, 3, 5, 7)).astype(dtype)
+    wp, size = 9, 8 * 9 + 2
+    with run_as(twin):
+        clean, finite = conv.padded_planes(x, size, 1, 1, wp, check=True)
+        assert finite and conv.padded_planes(x, size, 1, 1, wp)[1] is None
+        for at, bad in itertools.product([(0, 0, 0, 0), (1, 2, 4, 6), (1, 0, 2, 0), (0, 2, 0, 6)],
+                                         [np.inf, -np.inf, np.nan]):
+            spoiled = x.copy()
+            spoiled[at] = bad
+            copy, finite = conv.padded_planes(spoiled, size, 1, 1, wp, check=True)
+            assert not finite
+            expected = clean.copy()
+            expected[at[0], at[1], (at[2] + 1) * wp + at[3] + 1] = bad
+            np.testing.assert_array_equal(copy, expected)
+            np.testing.assert_array_equal(conv.padded_planes(spoiled, size, 1, 1, wp)[0], expected)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

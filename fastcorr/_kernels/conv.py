@@ -20,6 +20,7 @@ from numba import prange
 
 from fastcorr._kernels import helper, kernel, shared, simd
 from fastcorr._kernels.corr import _accumulate, _dot
+from fastcorr._kernels.scan import finite_span
 from fastcorr._kernels.simd import dots, full_width, tile
 
 
@@ -181,12 +182,26 @@ _OB = 4
 _CHUNK = 4096
 
 
+def padded_planes(x, size, pt, pl, wp, check=False):
+    """``(xp, finite)``: the planes of ``x`` zero-padded into ``size`` elements each, flat, at row
+    pitch ``wp``; with ``check``, whether every value copied is finite (checked plane by plane
+    while each is in cache: a pass that needs finite values checks its input at little cost),
+    else None."""
+    xp = np.empty((x.shape[0], x.shape[1], size), x.dtype)
+    finite = np.empty(x.shape[0] * x.shape[1] if check else 0, np.bool_)
+    pad_planes.pick(x.size)(x, xp, pt, pl, wp, finite)
+    return xp, bool(finite.all()) if check else None
+
+
 @kernel
-def pad_planes(x, xp, pt, pl, wp):
-    """``xp[n, c]``: the plane ``x[n, c]`` zero-padded, flat, at row pitch ``wp``."""
+def pad_planes(x, xp, pt, pl, wp, finite):
+    """``xp[n, c]``: the plane ``x[n, c]`` zero-padded, flat, at row pitch ``wp``; unless ``finite``
+    is empty, ``finite[n * C + c]``: whether that plane is all finite."""
     for task in prange(x.shape[0] * x.shape[1]):
         n, c = np.int64(task) // x.shape[1], np.int64(task) % x.shape[1]
         _padded(x[n, c], xp[n, c], pt, pl, wp)
+        if finite.shape[0]:
+            finite[task] = finite_span(xp[n, c], 0, xp.shape[2])  # while the plane is in cache
 
 
 @shared
@@ -367,8 +382,7 @@ def weight_grad_dots(x, dy, dwt, dh, dw, pt, pl, groups, work):
     offsets = (a * dh * wp + b * dw).ravel().astype(np.int64)
     padded = -(-offsets.size // taps) * taps
     offsets = np.concatenate([offsets, np.full(padded - offsets.size, offsets[-1])])
-    xp = np.empty((n_batch, c_count, max(size, int(offsets[-1]) + length)), x.dtype)
-    pad_planes.pick(x.size)(x, xp, pt, pl, wp)
+    xp, _ = padded_planes(x, max(size, int(offsets[-1]) + length), pt, pl, wp)
     blocks = -(-(o_count // groups) // rows)
     wanted = min(cg, max(1, 4 * numba.get_num_threads() // (groups * blocks)))
     weight_grad_flat.pick(work)(xp, dy, dwt, groups, wp, -(-cg // wanted), offsets, length)

@@ -14,10 +14,11 @@ from fastcorr._kernels.simd import full_width
 def finite_span(flat, lo, hi):
     """Whether ``flat[lo:hi]`` is all finite: ``sum(flat * 0)`` is zero, not NaN."""
     full_width()
-    acc = flat.dtype.type(0)
+    zero = flat.dtype.type(0)  # an int 0 would make the sum float64
+    acc = zero
     for i in range(lo, hi):
-        acc += flat[i] * 0
-    return acc == 0
+        acc += flat[i] * zero
+    return acc == zero
 
 
 @kernel

@@ -31,7 +31,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 from fastcorr._kernels import helper, kernel, shared, simd
-from fastcorr._kernels.conv import add_parts, channels_last, kept, pad_planes
+from fastcorr._kernels.conv import add_parts, channels_last, kept, padded_planes
 from fastcorr._kernels.simd import full_width, tile
 
 #: Outputs per tile side, and the side of the input patch a tile reads.
@@ -278,17 +278,19 @@ def _stride(elements: int) -> int:
     return -(-elements // 16) * 16 + 16
 
 
-def forward(x, weight, bias, out, pt, pl, work):
+def forward(x, weight, bias, out, pt, pl, work, finite_only=False):
     """``out = conv2d(x, weight, bias)`` with top and left zero padding ``pt, pl`` (the bottom and
     right padding follow from ``out``'s size), for a 3x3 ``weight`` of one group; ``work``
-    multiply-adds pick the twin."""
+    multiply-adds pick the twin. With ``finite_only``, None (and nothing computed) when ``x``
+    holds an inf or NaN, found while it is padded."""
     (n_batch, c_count), (o_count, oh, ow) = x.shape[:2], out.shape[1:]
     mr = simd.TILE_ROWS
     tiles_y, tiles_x = -(-oh // M), -(-ow // M)
     pitch = tiles_x * M + 2
     plane = (tiles_y * M + 2) * pitch
-    xp = np.empty((n_batch, c_count, plane), x.dtype)
-    pad_planes.pick(x.size)(x, xp, pt, pl, pitch)
+    xp, finite = padded_planes(x, plane, pt, pl, pitch, check=finite_only)
+    if finite_only and not finite:
+        return None
     packed = transformed_weights(weight, -(-o_count // mr))
     t_count = chunk(x.dtype.itemsize)
     c_block = min(c_count, C_BLOCK)
