@@ -229,7 +229,7 @@ def _winograd_refusal(geo: _Geometry, weight_shape, role: str) -> str:
 def _runs_winograd(method: str, geo: _Geometry, weight_shape, out_shape, operands, role: str = "forward") -> bool:
     """Whether a pass runs Winograd: asked for, or 'auto' where it can run, pays, and every one of
     ``operands`` is finite (so that an inf or NaN lands where direct convolution puts it; the
-    forward's input is checked while Winograd pads it)."""
+    inputs Winograd copies are checked while it copies them)."""
     if method != "auto":
         return method == "winograd"
     # The cheap test first: small and tiny calls, on the hot path, never format a refusal.
@@ -494,8 +494,9 @@ def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry, method: s
         products = _products(x.shape[0], x.shape[1], dw.shape[0], geo.groups, "weight")
         _planes(x, dy, dw, products, geo.pt, geo.pl)
         return dw
-    if _runs_winograd(method, geo, dw.shape, dy.shape, (x, dy), "weight"):
-        return _winograd.weight_grad(x, dy, dw, geo.pt, geo.pl, work)
+    if (_runs_winograd(method, geo, dw.shape, dy.shape, (), "weight")
+            and _winograd.weight_grad(x, dy, dw, geo.pt, geo.pl, work, method == "auto") is not None):
+        return dw
     unit = geo.sh == geo.sw == geo.dh == geo.dw == geo.groups == 1
     if unit and _conv.gemm_pays(x.shape[1], dw.shape[0], dw.shape[3], dw.dtype.itemsize):
         _conv.weight_grad_gemm(x, dy, dw, geo.pt, geo.pl, work)

@@ -382,6 +382,26 @@ def test_padded_planes_find_any_inf_or_nan_they_copy(twin, dtype, rng):
             np.testing.assert_array_equal(conv.padded_planes(spoiled, size, 1, 1, wp)[0], expected)
 
 
+@pytest.mark.parametrize("twin", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_channels_last_copy_finds_any_inf_or_nan(twin, dtype, rng):
+    """The NHWC copy of the weight gradient's Winograd says whether its input is finite too."""
+    x = rng.standard_normal((2, 3, 5, 7)).astype(dtype)
+    hp, wp = 8, 10
+    with run_as(twin):
+        clean, finite = conv.laid_channels_last(x, hp, wp, 1, 2, 4, check=True)
+        assert finite and conv.laid_channels_last(x, hp, wp, 1, 2, 4)[1] is None
+        np.testing.assert_array_equal(clean[:-4].reshape(2, hp, wp, 3)[:, 1:6, 2:9], x.transpose(0, 2, 3, 1))
+        for at, bad in itertools.product([(0, 0, 0, 0), (1, 2, 4, 6), (0, 2, 0, 6)], [np.inf, np.nan]):
+            spoiled = x.copy()
+            spoiled[at] = bad
+            copy, finite = conv.laid_channels_last(spoiled, hp, wp, 1, 2, 4, check=True)
+            expected = clean.copy()
+            expected[((at[0] * hp + at[2] + 1) * wp + at[3] + 2) * 3 + at[1]] = bad
+            assert not finite
+            np.testing.assert_array_equal(copy, expected)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_loops_ask_llvm_for_the_whole_vector_unit(dtype):
     """LLVM prefers 256-bit vectors on some AVX-512 CPUs; each loop sets its own width."""

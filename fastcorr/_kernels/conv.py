@@ -590,8 +590,7 @@ def weight_grad_gemm(x, dy, dwt, pt, pl, work):
     width = simd.TILE_VECTORS * simd.lanes(x.dtype.itemsize)
     hp, wp = oh + kh - 1, ow + kw - 1
     cols = -(-kw * c_count // width) * width
-    xh = np.empty(n_batch * hp * wp * c_count + cols, x.dtype)
-    channels_last.pick(x.size)(x, xh, hp, wp, pt, pl)
+    xh, _ = laid_channels_last(x, hp, wp, pt, pl, cols)
     positions = n_batch * oh * ow
     chunks = -(-positions // _GEMM_CHUNK)
     parts = min(chunks, _GEMM_PARTS)
@@ -605,9 +604,19 @@ def weight_grad_gemm(x, dy, dwt, pt, pl, work):
     dwt[...] = totals[0, :o_count, :, : kw * c_count].reshape(o_count, kh, kw, c_count).transpose(0, 3, 1, 2)
 
 
+def laid_channels_last(x, hp, wp, pt, pl, slack, check=False):
+    """``(xh, finite)``: ``x`` laid out by :func:`channels_last` (flat, ``slack`` zeros after) and,
+    with ``check``, whether every value is finite (checked row by row in cache), else None."""
+    xh = np.empty(x.shape[0] * hp * wp * x.shape[1] + slack, x.dtype)
+    finite = np.empty(x.shape[0] * hp if check else 0, np.bool_)
+    channels_last.pick(x.size)(x, xh, hp, wp, pt, pl, finite)
+    return xh, bool(finite.all()) if check else None
+
+
 @kernel
-def channels_last(x, xh, hp, wp, pt, pl):
-    """``xh`` (flat, then slack): ``x`` as (N, hp, wp, C) at row ``pt`` and column ``pl``, zeros around."""
+def channels_last(x, xh, hp, wp, pt, pl, finite):
+    """``xh`` (flat, then slack): ``x`` as (N, hp, wp, C) at row ``pt`` and column ``pl``, zeros
+    around; unless ``finite`` is empty, ``finite[n * hp + r]``: whether row ``r`` of image ``n`` is."""
     n_batch, c_count, h, w = x.shape
     for task in prange(n_batch * hp):
         n, r = np.int64(task) // hp, np.int64(task) % hp
@@ -626,6 +635,8 @@ def channels_last(x, xh, hp, wp, pt, pl):
         else:
             for j in range(row.shape[0]):
                 row[j] = 0
+        if finite.shape[0]:
+            finite[task] = finite_span(row, 0, row.shape[0])
     for j in range(n_batch * hp * wp * c_count, xh.shape[0]):
         xh[j] = 0
 

@@ -31,7 +31,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 from fastcorr._kernels import helper, kernel, shared, simd
-from fastcorr._kernels.conv import add_parts, channels_last, kept, padded_planes
+from fastcorr._kernels.conv import add_parts, kept, laid_channels_last, padded_planes
 from fastcorr._kernels.simd import full_width, tile
 
 #: Outputs per tile side, and the side of the input patch a tile reads.
@@ -436,16 +436,19 @@ _PARTS, _SUMS_BYTES = 4, 1 << 26
 _RUN = 128
 
 
-def weight_grad(x, dy, dw, pt, pl, work):
+def weight_grad(x, dy, dw, pt, pl, work, finite_only=False):
     """``dw = conv2d_weight_grad(x, dy)`` for a 3x3 kernel of one group, stride 1, with top and
-    left zero padding ``pt, pl`` (finite operands); ``work`` multiply-adds pick the twin."""
+    left zero padding ``pt, pl``; ``work`` multiply-adds pick the twin. With ``finite_only``, None
+    (and nothing computed) when ``x`` or ``dy`` holds an inf or NaN, found while they are laid out."""
     (n_batch, c_count), (o_count, oh, ow) = x.shape[:2], dy.shape[1:]
     mr, width = simd.TILE_ROWS, simd.TILE_VECTORS * simd.lanes(x.dtype.itemsize)
     tiles_y, tiles_x = -(-oh // M), -(-ow // M)
-    xh = np.empty(n_batch * (M * tiles_y + 2) * (M * tiles_x + 2) * c_count + mr, x.dtype)
-    channels_last.pick(x.size)(x, xh, M * tiles_y + 2, M * tiles_x + 2, pt, pl)
-    dyh = np.empty(n_batch * M * tiles_y * M * tiles_x * o_count + mr, dy.dtype)
-    channels_last.pick(dy.size)(dy, dyh, M * tiles_y, M * tiles_x, 0, 0)
+    xh, finite = laid_channels_last(x, M * tiles_y + 2, M * tiles_x + 2, pt, pl, mr, finite_only)
+    if finite_only and not finite:
+        return None
+    dyh, finite = laid_channels_last(dy, M * tiles_y, M * tiles_x, 0, 0, mr, finite_only)
+    if finite_only and not finite:
+        return None
     by_input = kept(c_count, o_count, x.dtype.itemsize) > kept(o_count, c_count, x.dtype.itemsize)
     rows, columns = (c_count, o_count) if by_input else (o_count, c_count)
     rows_pad, stride, wide = -(-rows // mr) * mr, -(-columns // mr) * mr, -(-columns // width) * width
