@@ -47,6 +47,7 @@ CASES = [
     ("one-row image", (2, 2, 1, 9, 2, 1, 3), dict(padding=(0, 1))),
     ("a register tile of output channels", (2, 3, 9, 10, 8, 3, 3), dict(padding=1)),
     ("three quarters of a register tile", (2, 1, 9, 10, 6, 5, 5), dict(padding=2)),
+    ("bands of a tall image", (1, 2, 40, 9, 8, 3, 3), dict(padding=1)),
     ("five output channels", (2, 3, 8, 9, 5, 3, 3), dict(padding=1)),
     ("two tiles and a part", (1, 4, 12, 11, 17, 2, 3), dict(dilation=(2, 1), padding=(1, 2))),
     ("tiles in two groups", (1, 4, 7, 9, 18, 3, 2), dict(groups=2)),

@@ -424,17 +424,30 @@ def test_loops_ask_llvm_for_the_whole_vector_unit(dtype):
     (56, (3, 3), (56, 56), (1, 1), 1), (7, (5, 5), (3, 3), (1, 1), 0), (1, (1, 1), (1, 1), (1, 1), 0),
     (33, (2, 7), (40, 27), (3, 1), 0), (100, (3, 3), (5, 104), (2, 2), 4), (3, (1, 2), (200, 2), (1, 1), 0),
 ])
-def test_every_tile_reads_inside_its_band(itemsize, width, kernel, out_hw, dilation, pl):
+@pytest.mark.parametrize("channels, per_image", [(1, 1), (64, 1), (3, 8)])
+def test_every_tile_reads_inside_its_band(itemsize, width, kernel, out_hw, dilation, pl, channels, per_image):
     """The tile does not check its indices: each band's padded rows must hold the last vector
     of the last tile at the farthest tap, and the band's rows of output."""
     from fastcorr._kernels import simd
 
-    wp, rows, tiles, plane = conv.bands(width, kernel, out_hw, *dilation, pl, itemsize)
+    wp, rows, tiles, plane = conv.bands(width, kernel, out_hw, *dilation, pl, itemsize, channels, per_image)
     nr = simd.TILE_VECTORS * simd.lanes(itemsize)
     farthest = dilation[0] * (kernel[0] - 1) * wp + dilation[1] * (kernel[1] - 1)
     assert (tiles - 1) * nr + farthest + nr <= plane
     assert tiles * nr >= rows * wp and plane % wp == 0 and wp >= width + pl
     assert wp >= out_hw[1] + dilation[1] * (kernel[1] - 1)
+    assert 1 <= rows <= out_hw[0]
+
+
+@pytest.mark.parametrize("itemsize", [4, 8])
+@pytest.mark.parametrize("channels, out_h, per_image, rows", [
+    (16, 32, 1, (32, 32)), (8, 56, 1, (56, 56)), (64, 56, 1, (32, 16)), (64, 56, 4, (16, 16)), (1, 28, 1, (28, 28)),
+    (1, 512, 8, (64, 64)), (1, 10, 1, (10, 10)), (512, 56, 1, (16, 16))])
+def test_bands_grow_while_they_fit_and_every_thread_has_some(itemsize, channels, out_h, per_image, rows):
+    """Bands of 16 rows, doubled while a band's padded input and sums fit in _BAND_BYTES and each
+    image still makes ``per_image`` bands (a 58-column, 3x3 layer; ``rows`` for float32, float64)."""
+    got = conv.bands(56, (3, 3), (out_h, 56), 1, 1, 1, itemsize, channels, per_image)[1]
+    assert got == rows[itemsize // 8]
 
 
 @pytest.mark.parametrize("channels", [1, 3])
