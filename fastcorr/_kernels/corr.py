@@ -68,7 +68,7 @@ ROW_BLOCK = 2 * lanes(4)
 BAND_ROWS = 4
 _band5x5, _band5x5_row = band(5, 5, BAND_ROWS), band(5, 5, 1)
 _BAND_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-#: Calls of fewer multiply-adds run wholly on :func:`small`: the call costs more than any loop.
+#: Calls of fewer multiply-adds run wholly on :func:`valid` or :func:`small`: the call costs more than any loop.
 SMALL = 4096
 
 
