@@ -380,8 +380,7 @@ def _forward_flat(x, weight, bias, out, dh, dw, pt, pl, groups, work):
         _conv.tiled(x, weight, bias, out, dh, dw, pt, pl, groups, work)
         return
     wp, size = _conv.flat_geometry(x.shape, weight.shape, out.shape, dh, dw, pl)
-    xp, _ = _conv.padded_planes(x, size, pt, pl, wp)
-    _conv.forward_flat.pick(work)(xp, weight, bias, out, dh, dw, groups, wp)
+    _conv.forward_flat.pick(work)(x, weight, bias, out, dh, dw, groups, pt, pl, wp, size)
 
 
 def _input_grad(dy: NDArray, weight: NDArray, dx: NDArray, geo: _Geometry, method: str = "auto") -> NDArray:

@@ -173,7 +173,7 @@ def _weight_grad_task(task, x, dy, dwt, sh, sw, dh, dw, pt, pl, groups):
 # every tap is one shift of the flat plane. Computing ``t = i * wp + j`` for all ``j < wp``
 # (and dropping ``j >= ow``) turns each tap into a single long axpy over contiguous memory,
 # and the explicit zeros make ``0 * inf`` NaN exactly where a padded copy puts it.
-# Each input plane is padded once per call, before the tasks that read it. Four output
+# The forward pads the planes each task reads into a buffer of its own. Four output
 # channels share each pass: a whole 3x3 kernel at a time, or else three taps of one kernel
 # row, added to the accumulator in tap order. The weight gradient takes dot products of the
 # same shifted planes with dY laid out at the same pitch, zeros in the dropped columns.
@@ -234,26 +234,31 @@ def flat_geometry(x_shape, w_shape, out_shape, dh, dw, pl):
 
 
 @kernel
-def forward_flat(xp, w, bias, out, dh, dw, groups, wp):
-    """``xp``: the input's planes padded by :func:`pad_planes` at pitch ``wp``."""
+def forward_flat(x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
+    """A task is a block of up to four output channels of one image and group: it pads the
+    group's input planes (``size`` elements each, at pitch ``wp``) into a buffer of its own,
+    which stays in cache (one padded copy of the whole input would be a large fresh buffer,
+    and its first touch alone costs about as much as the sums of small layers)."""
     blocks = (w.shape[0] // groups + _OB - 1) // _OB
     for task in prange(out.shape[0] * groups * blocks):
-        _forward_flat_task(np.int64(task), xp, w, bias, out, dh, dw, groups, wp)
+        _forward_flat_task(np.int64(task), x, w, bias, out, dh, dw, groups, pt, pl, wp, size)
 
 
 @shared
-def _forward_flat_task(task, xp, w, bias, out, dh, dw, groups, wp):
+def _forward_flat_task(task, x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
     full_width()
     o_count, cg, kh, kw = w.shape
     oh, ow = out.shape[2], out.shape[3]
     og = o_count // groups
     blocks = (og + _OB - 1) // _OB
-    rows = max(1, _CHUNK // wp)
+    rows = max(1, min(oh, _CHUNK // wp))
     n, rest = task // (groups * blocks), task % (groups * blocks)
     g = rest // blocks
     o0 = g * og + (rest % blocks) * _OB
     nq = min(_OB, (g + 1) * og - o0)
-    xg = xp[n, g * cg : (g + 1) * cg]
+    xg = np.empty((cg, size), x.dtype)
+    for c in range(cg):
+        _padded(x[n, g * cg + c], xg[c], pt, pl, wp)
     wq = np.zeros((_OB, cg, kh, kw), w.dtype)
     for q in range(nq):
         _copy(wq[q], w[o0 + q])
