@@ -155,7 +155,7 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_second():
     root = Path(__file__).parent.parent
     block = (root / "README.md").read_text().split("## Quick start", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     commands = [line for line in block.splitlines() if line.strip()]
-    assert commands == ['pip install . && python -m fastcorr demo', 'pip install ".[test]" && python -m pytest']
+    assert commands == ['pip install . && python -m fastcorr demo', 'pip install ".[test]" && python -m pytest -n auto']
     assert commands[1] in (root / ".ci" / "run").read_text()
 
 

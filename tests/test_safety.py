@@ -98,8 +98,14 @@ def layer_and_exactness() -> None:
     print(numba.threading_layer(), exact)
 
 
-def longest_gil_wait(call) -> float:
-    """The longest part of ``call()`` in which a thread ticking every 1 ms never got the GIL, as a fraction."""
+def longest_gil_wait(call, tries: int = 3) -> float:
+    """The longest part of ``call()`` in which a thread ticking every 1 ms never got the GIL, as a
+    fraction; the least of ``tries`` calls (other processes on the machine, such as a second test
+    worker, can keep the ticking thread off the CPU for a while; a held GIL stops it every time)."""
+    return min(_gil_wait(call) for _ in range(tries))
+
+
+def _gil_wait(call) -> float:
     ticks: list[float] = []
     stop = threading.Event()
 
