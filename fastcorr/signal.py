@@ -113,7 +113,11 @@ def corr2d(X: ArrayLike, K: ArrayLike, *, out: NDArray | None = None) -> NDArray
         (h, w), (kh, kw) = X.shape, K.shape
         if kh <= h and kw <= w:
             out = np.empty((h - kh + 1, w - kw + 1), X.dtype)
-            if 0 < out.size * K.size < _corr.SMALL:
+            work = out.size * K.size
+            if work >= _corr.SMALL:
+                _corr.valid_tiled(X, K, out, work)
+                return out
+            if work:
                 _corr.valid(X, K, out, False)
                 return out
             return _run(X, K, out)

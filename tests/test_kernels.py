@@ -116,6 +116,29 @@ def test_small_calls_without_a_boundary_run_on_the_valid_loop(monkeypatch, rng):
         fc.correlate2d(x, k, "same")
 
 
+@pytest.mark.parametrize("twin", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128, np.int64])
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (4, 6), (8, 3)])
+def test_corr2d_past_the_small_calls_runs_the_planned_loop_without_the_plan(monkeypatch, twin, dtype, kernel, rng):
+    """corr2d of SMALL or more multiply-adds: a 3x3 or 5x5 kernel (float32/64) goes straight to
+    its tile without asking for a plan, every other call through the planned path; the bits are
+    those of correlate2d's 'valid' (the planned path), and naive.py's sums."""
+    import fastcorr as fc
+
+    x = (rng.standard_normal((40, 60)) * 8).astype(dtype)
+    k = (rng.standard_normal(kernel) * 8).astype(dtype)
+    assert (40 - kernel[0] + 1) * (60 - kernel[1] + 1) * k.size >= corr.SMALL
+    with run_as(twin):
+        planned = fc.correlate2d(x, k, "valid")
+        plans = []
+        monkeypatch.setattr(corr, "plan", lambda *args: plans.append(args) or corr._plan(*args))
+        result = fc.corr2d(x, k)
+    np.testing.assert_array_equal(result, planned)
+    np.testing.assert_allclose(result, naive.corr2d(x, k), rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-3)
+    tiled = kernel in [(3, 3), (5, 5)] and dtype in (np.float32, np.float64)
+    assert len(plans) == (0 if tiled else 1)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel", [(7, 3), (8, 9), (15, 15)])
 def test_the_wide_tile_matches_the_loops_at_every_block_edge(dtype, kernel, rng):

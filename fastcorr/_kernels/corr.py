@@ -129,11 +129,28 @@ def _plan(dtype, shape, kernel_shape, out_shape, p0, p1):
     c0, c1 = _inside(w, kw, ow, p1)
     if r0 == r1 or c0 == c1:
         return (0, 0, 0, 0), None
-    if kh == kw == 3:
-        return (r0, r1, c0, c1), tile3x3
-    if kh == kw == 5 and dtype in _BAND_DTYPES:
-        return (r0, r1, c0, c1), tile5x5
-    return (r0, r1, c0, c1), rows
+    return (r0, r1, c0, c1), _tile_for(dtype, kernel_shape) or rows
+
+
+def _tile_for(dtype, kernel_shape):
+    """The register tile for the interior of a ``kernel_shape`` correlation in ``dtype``, or None."""
+    if kernel_shape == (3, 3):
+        return tile3x3
+    if kernel_shape == (5, 5) and dtype in _BAND_DTYPES:
+        return tile5x5
+    return None
+
+
+def valid_tiled(x, k, out, work):
+    """:func:`correlate` for 'valid' calls (every output's taps inside ``x``) of ``work`` >=
+    :data:`SMALL` multiply-adds: a 3x3 or 5x5 kernel goes straight to its tile, without a plan."""
+    tile = _tile_for(x.dtype, k.shape)
+    if tile is None:
+        correlate(x, k, out, 0, 0, FILL, out.dtype.type(0))
+        return
+    twin = tile.pick(work)
+    oh = out.shape[0]
+    twin(x, k, out, 0, oh, 0, out.shape[1], 0, 0, _rows_per_task(twin, tile, oh))
 
 
 def _inside(n, kn, on, p):
