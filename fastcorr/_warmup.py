@@ -65,6 +65,8 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
                                                                       padding=1)),
             ("conv2d and gradients, any kernel", lambda: layer(sample(6, 4, 2, 3), dilation=(1, 2))),
             ("conv2d and gradients, one output channel per group", lambda: layer(sample(4, 1, 2, 2), groups=4)),
+            ("conv2d, one output channel per group on the channel band",
+             lambda: layer(sample(4, 1, 3, 3), sample(2, 4, 16, 40), padding=1, groups=4)),
             ("conv2d and gradients, strided", lambda: layer(sample(6, 4, 3, 3), stride=2, padding=1)),
             ("conv2d and gradients by Winograd", lambda: layer(sample(6, 4, 3, 3), padding=1, method="winograd")),
             ("conv2d gradients with inf or NaN", lambda: layer(np.full((6, 4, 3, 3), np.nan, dtype), spoiled)),

@@ -375,11 +375,15 @@ def conv2d_input_grad(
 
 def _forward_flat(x, weight, bias, out, dh, dw, pt, pl, groups, work):
     """Stride 1: on the register tile when each group fills most of a tile's rows with output
-    channels; else pad every input plane once and run the flat loops on the padded planes."""
+    channels; one output channel a group with a 3x3 or 5x5 kernel on the channel band; else on
+    the flat loops over padded planes."""
     if _conv.tile_pays(weight.shape[0] // groups):
         _conv.tiled(x, weight, bias, out, dh, dw, pt, pl, groups, work)
         return
     wp, size = _conv.flat_geometry(x.shape, weight.shape, out.shape, dh, dw, pl)
+    if _conv.band_fits(weight.shape, out.shape, groups, dh, dw, x.itemsize):
+        _conv.single_band.pick(work)(x, weight, bias, out, groups, pt, pl, wp, size)
+        return
     _conv.forward_flat.pick(work)(x, weight, bias, out, dh, dw, groups, pt, pl, wp, size)
 
 

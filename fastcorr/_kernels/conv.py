@@ -292,6 +292,53 @@ def _forward_flat_task(task, x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
                     orow[j] = src[j] + b_q
 
 
+# One output channel a group (a one-channel layer's input gradient, depthwise layers), a 3x3 or
+# 5x5 kernel, stride and dilation 1: blocks of output rows by one vector, summed over the group's
+# channels in registers (:func:`simd.channel_band`), straight into the output. The flat loops'
+# single-channel pass loads and stores its accumulator at every kernel row, and its shifted
+# vector loads each cross a cache line: it keeps the FMA units a third busy.
+
+_band3x3, _band5x5 = simd.channel_band(3, 3), simd.channel_band(5, 5)
+
+
+def band_fits(w_shape, out_shape, groups: int, dh: int, dw: int, itemsize: int) -> bool:
+    """Whether :func:`single_band` runs this stride-1 pass: one output channel a group, a 3x3 or
+    5x5 kernel, no dilation, and an output of at least a block of rows and a vector of columns."""
+    o_count, _, kh, kw = w_shape
+    return (o_count == groups and (kh, kw) in ((3, 3), (5, 5)) and dh == dw == 1
+            and out_shape[2] >= simd.CHANNEL_ROWS and out_shape[3] >= simd.lanes(itemsize))
+
+
+@kernel
+def single_band(x, w, bias, out, groups, pt, pl, wp, size):
+    """:func:`forward_flat` where :func:`band_fits`: a task is one image and group; it pads the
+    group's planes into a buffer of its own, as :func:`forward_flat` does."""
+    for task in prange(out.shape[0] * groups):
+        _single_band_task(np.int64(task), x, w, bias, out, groups, pt, pl, wp, size)
+
+
+@shared
+def _single_band_task(task, x, w, bias, out, groups, pt, pl, wp, size):
+    full_width()
+    cg, kh = w.shape[1], w.shape[2]
+    oh, ow = out.shape[2], out.shape[3]
+    n, g = task // groups, task % groups
+    xg = np.empty(cg * size, x.dtype)
+    for c in range(cg):
+        _padded(x[n, g * cg + c], xg[c * size : (c + 1) * size], pt, pl, wp)
+    taps, plane, b = w[g].ravel(), out[n, g].ravel(), bias[g]
+    count = simd.VECTOR_BITS // (8 * out.itemsize)
+    rows = simd.CHANNEL_ROWS
+    for i0 in range(0, oh, rows):
+        i = min(i0, oh - rows)  # the last block overlaps the one before it: outputs are assigned
+        for j0 in range(0, ow, count):
+            j = min(j0, ow - count)
+            if kh == 3:
+                _band3x3(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
+            else:
+                _band5x5(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
+
+
 @helper
 def _copy(dst, src):
     """``dst[...] = src`` for C-contiguous arrays of one shape (an array assignment would

@@ -13,8 +13,9 @@ features, so cached code never runs on a machine of another width.
 The hot loops that LLVM's vectoriser would not keep in registers are written out in vectors:
 :func:`tile`, a register-blocked multiply-accumulate whose accumulators never leave the
 registers (the convolution passes and tall correlation kernels are written in terms of it);
-:func:`dots`, blocks of dot products; and :func:`band`, a correlation with a small kernel whose
-taps stay in registers, several output rows sharing each loaded vector.
+:func:`dots`, blocks of dot products; :func:`band`, a correlation with a small kernel whose
+taps stay in registers, several output rows sharing each loaded vector; and :func:`channel_band`,
+the same summed over channels, its taps loaded from memory.
 """
 
 from __future__ import annotations
@@ -385,3 +386,90 @@ def band(kh: int, kw: int, rows: int):
 
     return band_tile
 
+
+
+#: Output rows of :func:`channel_band`'s block: eight chains of fused multiply-adds keep both
+#: FMA units busy through their latency, with few registers (the taps come from memory).
+CHANNEL_ROWS = 8
+
+
+def channel_band(kh: int, kw: int):
+    """A block of ``CHANNEL_ROWS`` output rows by one vector of a correlation with a ``kh x kw``
+    kernel, summed over channels: an intrinsic ``(out, o_base, ldo, x, x_base, ldx, plane,
+    channels, k, bias)``::
+
+        out[o_base + i * ldo + l] = bias + sum over c < channels, a < kh, b < kw of
+            k[(c * kh + a) * kw + b] * x[x_base + c * plane + (i + a) * ldx + b + l]
+
+    for ``i < CHANNEL_ROWS`` and ``l`` below the vector's lanes. Each sum is a chain of fused
+    multiply-adds from zero in ``(c, a, b)`` order, whatever the block's place: overlapping
+    blocks give the same bits. Each loaded vector of ``x`` feeds every row that reads it.
+    Indices are not checked: the caller keeps every access in bounds.
+    """
+    rows = CHANNEL_ROWS
+
+    @intrinsic
+    def channel_block(typingctx, out, o_base, ldo, x, x_base, ldx, plane, channels, k, bias):
+        dtype = out.dtype
+        if dtype not in (types.float32, types.float64):
+            raise TypingError(f"channel_band: out must hold float32 or float64, got {out}")
+        for array, name in ((out, "out"), (x, "x"), (k, "k")):
+            check_flat("channel_band", array, name, dtype)
+        signature = types.none(out, o_base, ldo, x, x_base, ldx, plane, channels, k, bias)
+
+        def codegen(context, builder, sig, args):
+            t = sig.args
+            i64 = ir.IntType(64)
+
+            def intp(i):
+                return context.cast(builder, args[i], t[i], types.intp)
+
+            count = lanes(dtype.bitwidth // 8)
+            vector, fma, load, store = _vectors(context, builder, dtype, count)
+            o_data = _pointer(context, builder, t[0], args[0], args[1], t[1])
+            x_data = _pointer(context, builder, t[3], args[3], args[4], t[4])
+            k_data = context.make_array(t[8])(context, builder, value=args[8]).data
+            ldo_, ldx_, plane_, channels_ = intp(2), intp(5), intp(6), intp(7)
+            bias_ = _splat(builder, context.cast(builder, args[9], t[9], dtype), vector)
+
+            zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * count)
+            function = builder.function
+            entry = builder.block
+            loop_block = function.append_basic_block("channel_band.loop")
+            exit_block = function.append_basic_block("channel_band.exit")
+            builder.cbranch(builder.icmp_signed(">", channels_, ir.Constant(i64, 0)), loop_block, exit_block)
+
+            builder.position_at_end(loop_block)
+            c = builder.phi(i64)
+            c.add_incoming(ir.Constant(i64, 0), entry)
+            acc = [builder.phi(vector) for _ in range(rows)]
+            for phi in acc:
+                phi.add_incoming(zero, entry)
+            x_c = builder.gep(x_data, [builder.mul(c, plane_)])
+            k_c = builder.gep(k_data, [builder.mul(c, ir.Constant(i64, kh * kw))])
+            new = list(acc)
+            for s in range(rows + kh - 1):
+                x_row = builder.gep(x_c, [builder.mul(ldx_, ir.Constant(i64, s))])
+                for b in range(kw):
+                    v = load(builder.gep(x_row, [ir.Constant(i64, b)]))
+                    for i in range(max(0, s - kh + 1), min(rows, s + 1)):
+                        tap = builder.load(builder.gep(k_c, [ir.Constant(i64, (s - i) * kw + b)]))
+                        new[i] = builder.call(fma, [_splat(builder, tap, vector), v, new[i]])
+            c_next = builder.add(c, ir.Constant(i64, 1))
+            c.add_incoming(c_next, loop_block)
+            for phi, value in zip(acc, new):
+                phi.add_incoming(value, loop_block)
+            builder.cbranch(builder.icmp_signed("<", c_next, channels_), loop_block, exit_block)
+
+            builder.position_at_end(exit_block)
+            totals = [builder.phi(vector) for _ in range(rows)]
+            for i, total in enumerate(totals):
+                total.add_incoming(zero, entry)
+                total.add_incoming(new[i], loop_block)
+            for i, total in enumerate(totals):
+                store(builder.fadd(total, bias_), builder.gep(o_data, [builder.mul(ldo_, ir.Constant(i64, i))]))
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return channel_block
