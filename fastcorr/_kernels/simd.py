@@ -95,6 +95,21 @@ def _vectors(context, builder, dtype, count):
     return vector, fma, load, store
 
 
+def _counted_loop(builder, name, trips):
+    """Blocks ``name.loop`` and ``name.exit`` after the current one, entered when ``trips`` (an
+    i64) is positive; the builder at the top of the loop. Returns the entry block, the loop and
+    exit blocks, and the loop's counter (a phi from 0; the caller adds its next value)."""
+    i64 = ir.IntType(64)
+    function, entry = builder.function, builder.block
+    loop_block = function.append_basic_block(f"{name}.loop")
+    exit_block = function.append_basic_block(f"{name}.exit")
+    builder.cbranch(builder.icmp_signed(">", trips, ir.Constant(i64, 0)), loop_block, exit_block)
+    builder.position_at_end(loop_block)
+    counter = builder.phi(i64)
+    counter.add_incoming(ir.Constant(i64, 0), entry)
+    return entry, loop_block, exit_block, counter
+
+
 def check_flat(intrinsic, array, name, dtype):
     """Typing check of an intrinsic's array argument: 1-D, C-contiguous, of ``dtype``."""
     if not (isinstance(array, types.Array) and array.layout == "C" and array.ndim == 1 and array.dtype == dtype):
@@ -263,15 +278,7 @@ def dots(typingctx, sums, s_base, lds, a, a_base, lda, b, b_base, b_offsets, len
         b_taps = [builder.gep(b_data, [builder.load(builder.gep(offsets, [ir.Constant(i64, p)]))]) for p in range(taps)]
 
         zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * count)
-        function = builder.function
-        entry = builder.block
-        loop_block = function.append_basic_block("dots.loop")
-        exit_block = function.append_basic_block("dots.exit")
-        builder.cbranch(builder.icmp_signed(">", length_, ir.Constant(i64, 0)), loop_block, exit_block)
-
-        builder.position_at_end(loop_block)
-        position = builder.phi(i64)
-        position.add_incoming(ir.Constant(i64, 0), entry)
+        entry, loop_block, exit_block, position = _counted_loop(builder, "dots", length_)
         acc = [[builder.phi(vector) for _ in range(taps)] for _ in range(rows)]
         for q in range(rows):
             for p in range(taps):
@@ -433,15 +440,7 @@ def channel_band(kh: int, kw: int):
             bias_ = _splat(builder, context.cast(builder, args[9], t[9], dtype), vector)
 
             zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * count)
-            function = builder.function
-            entry = builder.block
-            loop_block = function.append_basic_block("channel_band.loop")
-            exit_block = function.append_basic_block("channel_band.exit")
-            builder.cbranch(builder.icmp_signed(">", channels_, ir.Constant(i64, 0)), loop_block, exit_block)
-
-            builder.position_at_end(loop_block)
-            c = builder.phi(i64)
-            c.add_incoming(ir.Constant(i64, 0), entry)
+            entry, loop_block, exit_block, c = _counted_loop(builder, "channel_band", channels_)
             acc = [builder.phi(vector) for _ in range(rows)]
             for phi in acc:
                 phi.add_incoming(zero, entry)
