@@ -374,17 +374,17 @@ def conv2d_input_grad(
 
 
 def _forward_flat(x, weight, bias, out, dh, dw, pt, pl, groups, work):
-    """Stride 1: on the register tile when each group fills most of a tile's rows with output
-    channels; one output channel a group with a 3x3 or 5x5 kernel on the channel band; else on
-    the flat loops over padded planes."""
-    if _conv.tile_pays(weight.shape[0] // groups):
-        _conv.tiled(x, weight, bias, out, dh, dw, pt, pl, groups, work)
-        return
+    """Stride 1: 3x3 and 5x5 kernels over few channels on the channel band; else on the register
+    tile when each group fills most of a tile's rows with output channels; else on the flat
+    loops over padded planes."""
+    og, cg, kh = weight.shape[0] // groups, weight.shape[1], weight.shape[2]
     wp, size = _conv.flat_geometry(x.shape, weight.shape, out.shape, dh, dw, pl)
-    if _conv.band_fits(weight.shape, out.shape, groups, dh, dw, x.itemsize):
-        _conv.single_band.pick(work)(x, weight, bias, out, groups, pt, pl, wp, size)
-        return
-    _conv.forward_flat.pick(work)(x, weight, bias, out, dh, dw, groups, pt, pl, wp, size)
+    if _conv.band_fits(weight.shape, out.shape, dh, dw, x.itemsize) and _conv.band_pays(og, cg, kh):
+        _conv.channel_band.pick(work)(x, weight, bias, out, groups, pt, pl, wp, size)
+    elif _conv.tile_pays(og):
+        _conv.tiled(x, weight, bias, out, dh, dw, pt, pl, groups, work)
+    else:
+        _conv.forward_flat.pick(work)(x, weight, bias, out, dh, dw, groups, pt, pl, wp, size)
 
 
 def _input_grad(dy: NDArray, weight: NDArray, dx: NDArray, geo: _Geometry, method: str = "auto") -> NDArray:

@@ -352,32 +352,33 @@ ROWS, LANES32, LANES64 = simd.CHANNEL_ROWS, simd.lanes(4), simd.lanes(8)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k, c, groups, pad, extra_rows, extra_columns", [
-    (3, 1, 1, 1, 0, 0),  # one block of rows by one vector, exactly
-    (3, 2, 2, 1, 1, 1),  # the last block overlaps in both directions
-    (5, 4, 2, 2, 3, 5),
-    (5, 1, 1, 0, ROWS + 1, 0),  # no padding, three blocks of rows
-    (5, 6, 1, 4, 1, 3),  # a one-channel layer's input gradient: padding kernel - 1
+@pytest.mark.parametrize("k, c, o, groups, pad, extra_rows, extra_columns", [
+    (3, 1, 1, 1, 1, 0, 0),  # one block of rows by one vector, exactly
+    (3, 2, 2, 2, 1, 1, 1),  # the last block overlaps in both directions
+    (5, 4, 2, 2, 2, 3, 5),
+    (5, 1, 1, 1, 0, ROWS + 1, 0),  # no padding, three blocks of rows
+    (5, 6, 1, 1, 4, 1, 3),  # a one-channel layer's input gradient: padding kernel - 1
+    (3, 3, 5, 1, 1, 2, 1),  # several output channels
+    (3, 4, 6, 2, 0, 0, 2),  # several output channels a group
 ])
-def test_single_band_against_the_loops_with_inf_and_nan(dtype, k, c, groups, pad, extra_rows, extra_columns):
-    """One output channel a group on the channel band: naive.py's sums for every block edge, padding
-    and channel count, inf and NaN where they land (inf weights meet the padding's zeros: NaN), twins
-    bit for bit."""
+def test_channel_band_against_the_loops_with_inf_and_nan(dtype, k, c, o, groups, pad, extra_rows, extra_columns):
+    """The channel band: naive.py's sums for every block edge, padding, channel count and group,
+    inf and NaN where they land (inf weights meet the padding's zeros: NaN), twins bit for bit."""
     lanes = LANES32 if dtype == np.float32 else LANES64
     oh, ow = ROWS + extra_rows, lanes + extra_columns
     h, w = oh + k - 1 - 2 * pad, ow + k - 1 - 2 * pad
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, c, h, w)).astype(dtype)
-    weight = rng.standard_normal((groups, c // groups, k, k)).astype(dtype)
-    bias = rng.standard_normal(groups).astype(dtype)
+    weight = rng.standard_normal((o, c // groups, k, k)).astype(dtype)
+    bias = rng.standard_normal(o).astype(dtype)
     x[0, 0, h // 2, w - 1], x[1, c - 1, 0, 0] = np.inf, np.nan
     weight[-1, 0, 0, k - 1] = -np.inf
-    assert conv.band_fits(weight.shape, (2, groups, oh, ow), groups, 1, 1, x.itemsize)
-    wp, size = conv.flat_geometry(x.shape, weight.shape, (2, groups, oh, ow), 1, 1, pad)
+    assert conv.band_fits(weight.shape, (2, o, oh, ow), 1, 1, x.itemsize)
+    wp, size = conv.flat_geometry(x.shape, weight.shape, (2, o, oh, ow), 1, 1, pad)
     results = []
     for twin in ("serial", "parallel"):
-        results.append(np.full((2, groups, oh, ow), 7, dtype))
-        getattr(conv.single_band, twin)(x, weight, bias, results[-1], groups, pad, pad, wp, size)
+        results.append(np.full((2, o, oh, ow), 7, dtype))
+        getattr(conv.channel_band, twin)(x, weight, bias, results[-1], groups, pad, pad, wp, size)
     np.testing.assert_array_equal(results[0], results[1])
     with np.errstate(invalid="ignore"):
         expected = naive.conv2d(x, weight, bias, padding=pad, groups=groups)
@@ -386,38 +387,57 @@ def test_single_band_against_the_loops_with_inf_and_nan(dtype, k, c, groups, pad
     np.testing.assert_allclose(results[0], expected, rtol=tolerance, atol=tolerance * 10 * k * k * c)
 
 
-def test_depthwise_layers_and_one_channel_input_gradients_run_on_the_channel_band(monkeypatch, rng):
+def test_layers_over_few_channels_run_on_the_channel_band(monkeypatch, rng):
+    """Depthwise layers, a one-channel layer's input gradient, 3x3 over up to eight channels and 5x5
+    over one run on the band; 5x5 over six channels with 16 outputs on the tile."""
     import fastcorr as fc
 
     runs = []
-    band = conv.single_band
+    band = conv.channel_band
 
     class Spy:
         def pick(self, work):
             twin = band.pick(work)
             return lambda *args: runs.append(args[3].shape) or twin(*args)
 
-    monkeypatch.setattr(conv, "single_band", Spy())
-    x, w = rng.standard_normal((2, 8, 20, 24)), rng.standard_normal((8, 1, 3, 3))
-    np.testing.assert_allclose(fc.conv2d(x, w, padding=1, groups=8), naive.conv2d(x, w, padding=1, groups=8),
-                               rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(conv, "channel_band", Spy())
+    for x_shape, w_shape, geometry, banded in [
+        ((2, 8, 20, 24), (8, 1, 3, 3), dict(padding=1, groups=8), True),
+        ((2, 8, 20, 24), (16, 8, 3, 3), dict(padding=1), True),
+        ((2, 9, 20, 24), (16, 9, 3, 3), dict(padding=1), False),
+        ((2, 1, 20, 24), (16, 1, 5, 5), {}, True),
+        ((2, 6, 20, 24), (16, 6, 5, 5), dict(padding=2), False),
+    ]:
+        x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+        runs.clear()
+        y = fc.conv2d(x, w, **geometry, method="direct")
+        np.testing.assert_allclose(y, naive.conv2d(x, w, **geometry), rtol=1e-12, atol=1e-12)
+        assert runs == ([y.shape] if banded else [])
     w5, dy = rng.standard_normal((6, 1, 5, 5)), rng.standard_normal((3, 6, 12, 20))
+    runs.clear()
     np.testing.assert_allclose(fc.conv2d_input_grad((3, 1, 16, 24), w5, dy), naive.conv2d_input_grad((3, 1, 16, 24), w5, dy),
                                rtol=1e-12, atol=1e-12)
-    assert runs == [(2, 8, 20, 24), (3, 1, 16, 24)]
+    assert runs == [(3, 1, 16, 24)]
 
 
 @pytest.mark.parametrize("shapes, fits", [
-    (((6, 1, 5, 5), (2, 6, ROWS, LANES64), 6, 1, 1, 8), True),
-    (((6, 1, 5, 5), (2, 6, ROWS - 1, LANES64), 6, 1, 1, 8), False),  # too few rows
-    (((6, 1, 5, 5), (2, 6, ROWS, LANES64 - 1), 6, 1, 1, 8), False),  # narrower than a vector
-    (((6, 1, 5, 5), (2, 6, ROWS, LANES64), 3, 1, 1, 8), False),  # two output channels a group
-    (((6, 1, 4, 4), (2, 6, ROWS, LANES64), 6, 1, 1, 8), False),  # no band for 4x4
-    (((6, 1, 3, 3), (2, 6, ROWS, LANES64), 6, 2, 1, 8), False),  # dilated
-    (((1, 6, 3, 3), (2, 1, ROWS, LANES32), 1, 1, 1, 4), True),
+    (((6, 1, 5, 5), (2, 6, ROWS, LANES64), 1, 1, 8), True),
+    (((6, 1, 5, 5), (2, 6, ROWS - 1, LANES64), 1, 1, 8), False),  # too few rows
+    (((6, 1, 5, 5), (2, 6, ROWS, LANES64 - 1), 1, 1, 8), False),  # narrower than a vector
+    (((6, 1, 4, 4), (2, 6, ROWS, LANES64), 1, 1, 8), False),  # no band for 4x4
+    (((6, 1, 3, 3), (2, 6, ROWS, LANES64), 2, 1, 8), False),  # dilated
+    (((1, 6, 3, 3), (2, 1, ROWS, LANES32), 1, 1, 4), True),
 ])
-def test_band_fits_one_output_channel_a_group_of_3x3_or_5x5_undilated_outputs(shapes, fits):
+def test_band_fits_3x3_or_5x5_undilated_outputs_of_a_block_of_rows_and_a_vector(shapes, fits):
     assert conv.band_fits(*shapes) is fits
+
+
+@pytest.mark.parametrize("rows", [1, 4, 5, 6, 8, 64])
+def test_band_pays_where_the_tile_does_not_and_for_3x3_on_up_to_8_or_5x5_on_1_channel(rows):
+    for channels, kh in [(1, 3), (8, 3), (9, 3), (1, 5), (2, 5), (64, 5)]:
+        expected = not conv.tile_pays(rows) or channels <= (8 if kh == 3 else 1)
+        assert conv.band_pays(rows, channels, kh) is expected
+    assert conv.band_pays(rows, 9, 3) is conv.band_pays(rows, 2, 5) is not conv.tile_pays(rows)
 
 
 def twins_agree(kernel, make_out, args):

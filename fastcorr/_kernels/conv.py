@@ -292,51 +292,65 @@ def _forward_flat_task(task, x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
                     orow[j] = src[j] + b_q
 
 
-# One output channel a group (a one-channel layer's input gradient, depthwise layers), a 3x3 or
-# 5x5 kernel, stride and dilation 1: blocks of output rows by one vector, summed over the group's
-# channels in registers (:func:`simd.channel_band`), straight into the output. The flat loops'
-# single-channel pass loads and stores its accumulator at every kernel row, and its shifted
-# vector loads each cross a cache line: it keeps the FMA units a third busy.
+# A 3x3 or 5x5 kernel, stride and dilation 1, few channels: for each output channel, blocks of
+# output rows by one vector, summed over the group's channels in registers
+# (:func:`simd.channel_band`), straight into the output. The flat loops load and store their
+# accumulators at every kernel row, and their shifted vector loads each cross a cache line (one
+# output channel a group kept the FMA units a third busy); the register tile's products over
+# few channels are short.
 
 _band3x3, _band5x5 = simd.channel_band(3, 3), simd.channel_band(5, 5)
 
 
-def band_fits(w_shape, out_shape, groups: int, dh: int, dw: int, itemsize: int) -> bool:
-    """Whether :func:`single_band` runs this stride-1 pass: one output channel a group, a 3x3 or
-    5x5 kernel, no dilation, and an output of at least a block of rows and a vector of columns."""
-    o_count, _, kh, kw = w_shape
-    return (o_count == groups and (kh, kw) in ((3, 3), (5, 5)) and dh == dw == 1
+def band_fits(w_shape, out_shape, dh: int, dw: int, itemsize: int) -> bool:
+    """Whether :func:`channel_band` can run this stride-1 pass: a 3x3 or 5x5 kernel, no dilation,
+    and an output of at least a block of rows and a vector of columns."""
+    kh, kw = w_shape[2:]
+    return ((kh, kw) in ((3, 3), (5, 5)) and dh == dw == 1
             and out_shape[2] >= simd.CHANNEL_ROWS and out_shape[3] >= simd.lanes(itemsize))
 
 
+def band_pays(rows: int, channels: int, kh: int) -> bool:
+    """Whether :func:`channel_band` beats the register tile (or, where the tile does not pay,
+    the flat loops) for ``rows`` output and ``channels`` input channels a group and a ``kh``-row
+    kernel. Measured on AVX-512 (band / tile time): 3x3 kernels on 2 to 8 channels 0.41-0.82
+    (6 to 64 outputs), 5x5 on one channel 0.56-0.81, 5x5 on 3 to 6 channels 0.96-2.15, 16 or
+    more channels 0.96-1.72; against the flat loops (2 to 5 outputs) 0.47-0.83, one output
+    channel a group 0.26-0.53."""
+    return not tile_pays(rows) or channels <= (8 if kh == 3 else 1)
+
+
 @kernel
-def single_band(x, w, bias, out, groups, pt, pl, wp, size):
+def channel_band(x, w, bias, out, groups, pt, pl, wp, size):
     """:func:`forward_flat` where :func:`band_fits`: a task is one image and group; it pads the
-    group's planes into a buffer of its own, as :func:`forward_flat` does."""
+    group's planes into a buffer of its own, as :func:`forward_flat` does, and sums them for
+    each output channel of the group in turn."""
     for task in prange(out.shape[0] * groups):
-        _single_band_task(np.int64(task), x, w, bias, out, groups, pt, pl, wp, size)
+        _channel_band_task(np.int64(task), x, w, bias, out, groups, pt, pl, wp, size)
 
 
 @shared
-def _single_band_task(task, x, w, bias, out, groups, pt, pl, wp, size):
+def _channel_band_task(task, x, w, bias, out, groups, pt, pl, wp, size):
     full_width()
     cg, kh = w.shape[1], w.shape[2]
     oh, ow = out.shape[2], out.shape[3]
+    og = w.shape[0] // groups
     n, g = task // groups, task % groups
     xg = np.empty(cg * size, x.dtype)
     for c in range(cg):
         _padded(x[n, g * cg + c], xg[c * size : (c + 1) * size], pt, pl, wp)
-    taps, plane, b = w[g].ravel(), out[n, g].ravel(), bias[g]
     count = simd.VECTOR_BITS // (8 * out.itemsize)
     rows = simd.CHANNEL_ROWS
-    for i0 in range(0, oh, rows):
-        i = min(i0, oh - rows)  # the last block overlaps the one before it: outputs are assigned
-        for j0 in range(0, ow, count):
-            j = min(j0, ow - count)
-            if kh == 3:
-                _band3x3(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
-            else:
-                _band5x5(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
+    for o in range(g * og, (g + 1) * og):
+        taps, plane, b = w[o].ravel(), out[n, o].ravel(), bias[o]
+        for i0 in range(0, oh, rows):
+            i = min(i0, oh - rows)  # the last block overlaps the one before it: outputs are assigned
+            for j0 in range(0, ow, count):
+                j = min(j0, ow - count)
+                if kh == 3:
+                    _band3x3(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
+                else:
+                    _band5x5(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
 
 
 @helper
