@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 import fastcorr as fc
 import naive
 from fastcorr import conv
+from fastcorr._kernels import conv as _conv
+from fastcorr._kernels import simd
 from layouts import layouts
 from test_conv import conv_problems, operands, resolved_pads, torch_reference
 from test_signal import assert_same_nonfinite, fft_bound
@@ -173,6 +175,46 @@ def test_conv2d_and_grads_against_torch(torch, problem, dtype, bias, spoiled, pa
         # Non-finite values land where the products with the zero padding put them (torch's CPU
         # backends disagree among themselves on an inf in dY next to the padding); finite ones
         # are torch's.
+        assert_same_nonfinite(g, p.astype(g.dtype))
+        both = np.isfinite(e) & np.isfinite(p)
+        assert_matches(g[both], e[both])
+
+
+@st.composite
+def band_problems(draw):
+    """3x3 and 5x5 stride-1 layers over few channels, with outputs of a block of rows and a vector
+    of columns or more: the calls the channel band runs (forward and input gradient)."""
+    k, groups = draw(st.sampled_from([3, 5])), draw(st.integers(1, 2))
+    cg, og, pad = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(0, k // 2))
+    oh = draw(st.integers(simd.CHANNEL_ROWS, simd.CHANNEL_ROWS + 9))
+    ow = draw(st.integers(simd.lanes(4), simd.lanes(4) + 9))
+    shapes = (1, groups * cg, oh + k - 1 - 2 * pad, ow + k - 1 - 2 * pad, groups * og, k, k)
+    return shapes, dict(padding=pad, groups=groups)
+
+
+@settings(max_examples=20)
+@given(problem=band_problems(), dtype=st.sampled_from([np.float32, np.float64]), bias=st.booleans(),
+       spoiled=st.tuples(st.integers(0, 2), st.integers(0, 1), st.integers(0, 2)), parallel=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_conv2d_and_grads_on_the_channel_band_against_torch(torch, problem, dtype, bias, spoiled, parallel, seed):
+    """The channel band's layers, NaN and inf in any operand: torch's finite values, the padding's
+    products' non-finite ones."""
+    shapes, kwargs = problem
+    n, c, h, w_, o, k, _ = shapes
+    assert _conv.band_fits((o, c // kwargs["groups"], k, k), (n, o, h + 2 * kwargs["padding"] - k + 1,
+                                                                w_ + 2 * kwargs["padding"] - k + 1), 1, 1, 8)
+    rng = np.random.default_rng(seed)
+    x, w, b, dy = operands(rng, shapes, kwargs, dtype)
+    x, w, dy = spoil(rng, x, spoiled[0]), spoil(rng, w, spoiled[1]), spoil(rng, dy, spoiled[2])
+    b = b if bias else None
+    expected = torch_reference(torch, x, w, b, dy, kwargs)
+    with run_as("parallel" if parallel else "serial"), tiny_calls(False):
+        got = [fc.conv2d(x, w, b, **kwargs), fc.conv2d_input_grad(x.shape, w, dy, **kwargs),
+               fc.conv2d_weight_grad(x, w.shape, dy, **kwargs)]
+    with np.errstate(invalid="ignore"):
+        products = [naive.conv2d(x, w, b, **kwargs), naive.conv2d_input_grad(x.shape, w, dy, **kwargs),
+                    naive.conv2d_weight_grad(x, w.shape, dy, **kwargs)]
+    for g, e, p in zip(got, expected, products):
         assert_same_nonfinite(g, p.astype(g.dtype))
         both = np.isfinite(e) & np.isfinite(p)
         assert_matches(g[both], e[both])
