@@ -195,6 +195,8 @@ def conv2d(
     padding: _conv.Padding = 0,
     dilation: _conv.IntPair = 1,
     groups: int = 1,
+    *,
+    method: _conv.Method = "auto",
 ) -> da.Array:
     """Lazy NCHW convolution of a dask batch, as ``torch.nn.functional.conv2d``.
 
@@ -211,8 +213,8 @@ def conv2d(
     weight : array_like, shape (O, C // groups, kh, kw)
         In memory; a dask array is computed first.
     bias : array_like, shape (O,), optional
-    stride, padding, dilation, groups
-        As :func:`fastcorr.conv2d`.
+    stride, padding, dilation, groups, method
+        As :func:`fastcorr.conv2d` ('auto' decides chunk by chunk).
 
     Returns
     -------
@@ -252,6 +254,7 @@ def conv2d(
     weight = _conv._array4(_in_memory(weight), "weight", func)
     geo = _conv._geometry(func, weight.shape, stride, padding, dilation, groups)
     _, o, oh, ow = _conv._check(func, x.shape, weight.shape, geo)
+    method = _conv._method(func, method, geo, weight.shape)
     dtypes = [x.dtype, weight.dtype]
     if bias is not None:
         bias = _validate.array(_in_memory(bias), "bias")
@@ -262,17 +265,18 @@ def conv2d(
     w = _validate.contiguous(weight, dtype)
     b = np.zeros(o, dtype) if bias is None else _validate.contiguous(bias, dtype)
     if x.size == 0:
-        return da.from_array(_conv.conv2d(np.zeros(x.shape, x.dtype), w, b, stride, padding, dilation, groups))
+        return da.from_array(_conv.conv2d(np.zeros(x.shape, x.dtype), w, b, stride, padding, dilation, groups,
+                                          method=method))
     x = x.rechunk({1: -1})
     wd, bd = dask.delayed(w, pure=True), dask.delayed(b, pure=True)
     if (geo.sh, geo.sw) != (1, 1) or x.numblocks[2] == x.numblocks[3] == 1:
         x = x.rechunk({2: -1, 3: -1})
-        return _blocks(func, _conv_block, x, wd, bd, stride, padding, dilation, groups,
+        return _blocks(func, _conv_block, x, wd, bd, stride, padding, dilation, groups, method,
                        chunks=(x.chunks[0], (o,), (oh,), (ow,)), dtype=dtype)
     rows = _plan(x.chunks[2], x.shape[2], oh, geo.dh * (weight.shape[2] - 1) + 1, geo.pt)
     cols = _plan(x.chunks[3], x.shape[3], ow, geo.dw * (weight.shape[3] - 1) + 1, geo.pl)
     halo = _halo(x.astype(dtype), {2: rows, 3: cols}, _corr.FILL, dtype.type(0))
-    return _blocks(func, _conv_block, halo, wd, bd, 1, 0, (geo.dh, geo.dw), groups,
+    return _blocks(func, _conv_block, halo, wd, bd, 1, 0, (geo.dh, geo.dw), groups, method,
                    chunks=(x.chunks[0], (o,), rows.out, cols.out), dtype=dtype)
 
 
@@ -534,8 +538,8 @@ def _valid_fft(block, k):
     return out
 
 
-def _conv_block(block, weight, bias, stride, padding, dilation, groups):
-    return _conv.conv2d(block, weight, bias, stride, padding, dilation, groups)
+def _conv_block(block, weight, bias, stride, padding, dilation, groups, method):
+    return _conv.conv2d(block, weight, bias, stride, padding, dilation, groups, method=method)
 
 
 def _image(value, name, func):

@@ -123,6 +123,11 @@ class Conv2D:
         The dtype of the parameters, of the outputs and of the gradients.
     rng : None, int or numpy.random.Generator
         Source of the initial values, through ``np.random.default_rng(rng)``.
+    method : {'auto', 'direct', 'winograd'}
+        How the forward pass and both gradients are computed, as :func:`fastcorr.conv2d`'s
+        ``method`` (and its accuracy contract): 'direct' forces the direct sums; 'winograd'
+        needs a 3x3 kernel, stride 1, dilation 1, one group and, for the input gradient, a
+        padding of at most 2 (a ``ValueError`` says which is missing).
 
     Attributes
     ----------
@@ -178,6 +183,7 @@ class Conv2D:
         padding_mode: PaddingMode = "zeros",
         dtype: DTypeLike = np.float32,
         rng: int | np.random.Generator | None = None,
+        method: conv.Method = "auto",
     ):
         kh, kw = _validate.pair(kernel_size, "kernel_size", 1)
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
@@ -210,6 +216,10 @@ class Conv2D:
         if not any(geometry[4:8]):
             self._pad_mode = None  # nothing to pad
         self._conv_geometry = geometry if self._pad_mode is None else geometry._replace(pt=0, pb=0, pl=0, pr=0)
+        # Checked for all three passes, so that 'winograd' that cannot run fails here, not in backward.
+        self.method = conv._method("Conv2D", method, self._conv_geometry, (out_channels, 1, kh, kw))
+        for role in ("input", "weight"):
+            conv._method("Conv2D", method, self._conv_geometry, (out_channels, 1, kh, kw), role)
 
         gen = np.random.default_rng(rng)
         fan_in = self.in_channels // self.groups * kh * kw
@@ -257,7 +267,7 @@ class Conv2D:
             x4 = self._padded(x4)
         weight = self.weight.data.copy()
         bias = self._no_bias if self.bias is None else self.bias.data
-        y = conv._forward(x4, weight, bias, np.empty(out4, self.dtype), self._conv_geometry)
+        y = conv._forward(x4, weight, bias, np.empty(out4, self.dtype), self._conv_geometry, self.method)
         self._saved = (x4, weight, arr.ndim, out4)
         return y.reshape(self._unbatch(out4, arr.ndim))
 
@@ -290,10 +300,10 @@ class Conv2D:
             raise ValueError(f"Conv2D.backward: dy must have the shape of the last output, {expected}, got {arr.shape}")
         dy4 = np.ascontiguousarray(arr, dtype=self.dtype).reshape(out4)
         geo = self._conv_geometry
-        self.weight.grad += conv._weight_grad(x4, dy4, np.empty(self.weight.shape, self.dtype), geo)
+        self.weight.grad += conv._weight_grad(x4, dy4, np.empty(self.weight.shape, self.dtype), geo, self.method)
         if self.bias is not None:
             self.bias.grad += dy4.sum(axis=(0, 2, 3))
-        dx = conv._input_grad(dy4, weight, np.empty(x4.shape, self.dtype), geo)
+        dx = conv._input_grad(dy4, weight, np.empty(x4.shape, self.dtype), geo, self.method)
         if self._pad_mode is not None:
             dx = self._unpadded(dx)
         return dx.reshape(dx.shape[2:] if ndim == 2 else dx.shape)
@@ -358,4 +368,6 @@ class Conv2D:
             parts.append("bias=False")
         if self.dtype != np.float32:
             parts.append(f"dtype=np.{self.dtype}")
+        if self.method != "auto":
+            parts.append(f"method={self.method!r}")
         return f"Conv2D({', '.join(parts)})"

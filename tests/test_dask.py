@@ -375,12 +375,29 @@ def test_conv2d_dtypes_and_dask_weight(rng):
         (dict(groups=0), ValueError),
         (dict(x=np.ones((2, 2, 5, 5), np.complex64)), TypeError),
         (dict(x=np.ones((2, 5, 5))), ValueError),
+        (dict(method="fast"), ValueError),
+        (dict(weight=np.ones((2, 2, 2, 2)), method="winograd"), ValueError),
     ],
 )
 def test_conv2d_bad_input_raises_as_in_memory(kwargs, exception):
     kwargs = {"x": np.ones((2, 2, 5, 5)), "weight": np.ones((2, 2, 3, 3)), **kwargs}
     lazy_kwargs = {**kwargs, "x": da.from_array(kwargs["x"], chunks=1)}
     same_error(exception, lambda: fc.conv2d(**kwargs), lambda: fcd.conv2d(**lazy_kwargs))
+
+
+@pytest.mark.parametrize("method", ["direct", "winograd"])
+def test_conv2d_method_reaches_every_chunk(method, rng):
+    """Winograd forced or refused chunk by chunk gives the in-memory call's bits for that method."""
+    x = rng.standard_normal((4, 3, 12, 16)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    for chunks in [(1, -1, -1, -1), (2, 3, 6, 8)]:
+        lazy = fcd.conv2d(da.from_array(x, chunks=chunks), w, padding=1, method=method)
+        whole = fc.conv2d(x, w, padding=1, method=method)
+        if chunks[2] == -1:
+            np.testing.assert_array_equal(lazy.compute(), whole)
+        else:
+            assert_lazy_equal(lazy, whole)
+    assert not np.array_equal(fc.conv2d(x, w, padding=1, method="winograd"), fc.conv2d(x, w, padding=1, method="direct"))
 
 
 def test_conv2d_empty_batch():

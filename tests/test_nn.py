@@ -263,7 +263,30 @@ def test_repr():
     assert repr(layer) == ("Conv2D((3, 3), in_channels=4, out_channels=2, stride=(2, 2), padding=(1, 1), "
                            "dilation=(1, 2), groups=2, dtype=np.float64)")
     assert "padding='same'" in repr(fc.Conv2D(3, padding="same"))
+    assert repr(fc.Conv2D(3, method="direct")) == "Conv2D((3, 3), in_channels=1, out_channels=1, method='direct')"
     assert repr(layer.weight) == "Parameter(shape=(2, 2, 3, 3), dtype=float64)"
+
+
+@pytest.mark.parametrize("method", ["auto", "direct", "winograd"])
+def test_method_chooses_the_algorithm_of_every_pass(method, monkeypatch, rng):
+    """A layer shaped for Winograd's forward pass and input gradient: 'auto' runs it there (its
+    weight gradient needs more blocks), 'winograd' in all three passes, 'direct' never; each gives
+    conv2d's results for the same method."""
+    from fastcorr._kernels import winograd as wg
+
+    calls = []
+    for name in ("forward", "weight_grad"):
+        kernel = getattr(wg, name)
+        monkeypatch.setattr(wg, name, lambda *args, kernel=kernel, name=name: calls.append(name) or kernel(*args))
+    layer = fc.Conv2D(3, in_channels=32, out_channels=32, padding=1, method=method, rng=0)
+    x, dy = rng.standard_normal((4, 32, 32, 32)).astype(np.float32), rng.standard_normal((4, 32, 32, 32)).astype(np.float32)
+    y, dx = layer(x), layer.backward(dy)
+    assert sorted(calls) == {"direct": [], "auto": ["forward", "forward"],
+                             "winograd": ["forward", "forward", "weight_grad"]}[method]
+    w, b = layer.weight.data, layer.bias.data
+    np.testing.assert_array_equal(y, fc.conv2d(x, w, b, padding=1, method=method))
+    np.testing.assert_array_equal(dx, fc.conv2d_input_grad(x.shape, w, dy, padding=1, method=method))
+    np.testing.assert_array_equal(layer.weight.grad, fc.conv2d_weight_grad(x, w.shape, dy, padding=1, method=method))
 
 
 # Initialisation
@@ -388,6 +411,13 @@ BAD = [
      r"padding_mode='circular' wraps around more than once: padding \(4, 4\) along axis 3"),
     (lambda: fc.Conv2D(1, padding=1, padding_mode="replicate")(np.ones((0, 3))), ValueError,
      "padding_mode='replicate' cannot pad an empty axis"),
+    (lambda: fc.Conv2D(2, method="fast"), ValueError, "Conv2D: method must be one of 'auto', 'direct', 'winograd'"),
+    (lambda: fc.Conv2D(5, method="winograd"), ValueError,
+     r"Conv2D: method='winograd' needs a 3x3 kernel, got 5x5; use method='direct' or 'auto'"),
+    (lambda: fc.Conv2D(3, padding=3, method="winograd"), ValueError,
+     r"Conv2D: method='winograd' needs a padding of at most 2 at the top and left for the input gradient"),
+    (lambda: fc.Conv2D(3, groups=2, in_channels=2, out_channels=2, method="winograd"), ValueError,
+     "Conv2D: method='winograd' needs groups=1, got 2"),
     (lambda: fc.Parameter(np.arange(3)), TypeError, "must be a real floating-point array"),
     (lambda: fc.Parameter(None), TypeError, "data must be an array-like"),
     (assign("data", np.ones(4)), ValueError, r"Parameter.data must keep its shape \(2, 2\), got \(4,\)"),
