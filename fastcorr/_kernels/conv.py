@@ -236,9 +236,9 @@ def flat_geometry(x_shape, w_shape, out_shape, dh, dw, pl):
 @kernel
 def forward_flat(x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
     """A task is a block of up to four output channels of one image and group: it pads the
-    group's input planes (``size`` elements each, at pitch ``wp``) into a buffer of its own,
-    which stays in cache (one padded copy of the whole input would be a large fresh buffer,
-    and its first touch alone costs about as much as the sums of small layers)."""
+    group's input planes (``size`` elements each, at pitch ``wp``) into a buffer of its own (one
+    padded copy of the whole input would be a large fresh buffer, whose first touch alone cost
+    a third of LeNet's input gradient)."""
     blocks = (w.shape[0] // groups + _OB - 1) // _OB
     for task in prange(out.shape[0] * groups * blocks):
         _forward_flat_task(np.int64(task), x, w, bias, out, dh, dw, groups, pt, pl, wp, size)
@@ -296,8 +296,8 @@ def _forward_flat_task(task, x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
 # output rows by one vector, summed over the group's channels in registers
 # (:func:`simd.channel_band`), straight into the output. The flat loops load and store their
 # accumulators at every kernel row, and their shifted vector loads each cross a cache line (one
-# output channel a group kept the FMA units a third busy); the register tile's products over
-# few channels are short.
+# output channel a group ran at about a quarter of the FMA units' peak); the register tile's
+# products over few channels are short.
 
 _band3x3, _band5x5 = simd.channel_band(3, 3), simd.channel_band(5, 5)
 
