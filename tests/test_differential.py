@@ -150,6 +150,20 @@ def test_correlate2d_and_convolve2d_against_scipy(call):
     assert_matches(got, expected)
 
 
+def assert_passes_match(got, torch, x, w, b, dy, kwargs):
+    """``got``, conv2d and its two gradients: non-finite values where the products with the zero
+    padding put them (torch's CPU backends disagree among themselves on an inf in dY next to the
+    padding), finite ones torch's."""
+    expected = torch_reference(torch, x, w, b, dy, kwargs)
+    with np.errstate(invalid="ignore"):
+        products = [naive.conv2d(x, w, b, **kwargs), naive.conv2d_input_grad(x.shape, w, dy, **kwargs),
+                    naive.conv2d_weight_grad(x, w.shape, dy, **kwargs)]
+    for g, e, p in zip(got, expected, products):
+        assert_same_nonfinite(g, p.astype(g.dtype))
+        both = np.isfinite(e) & np.isfinite(p)
+        assert_matches(g[both], e[both])
+
+
 @given(problem=conv_problems(), dtype=st.sampled_from([np.float32, np.float64]), bias=st.booleans(),
        spoiled=st.tuples(st.integers(0, 2), st.integers(0, 1), st.integers(0, 1)),
        parallel=st.booleans(), blocked=st.booleans(), layout=st.sampled_from(["C", "negative strides", "byte-swapped"]),
@@ -160,7 +174,6 @@ def test_conv2d_and_grads_against_torch(torch, problem, dtype, bias, spoiled, pa
     x, w, b, dy = operands(rng, shapes, kwargs, dtype)
     x, w, dy = spoil(rng, x, spoiled[0]), spoil(rng, w, spoiled[1]), spoil(rng, dy, spoiled[2])
     b = b if bias else None
-    expected = torch_reference(torch, x, w, b, dy, kwargs)
     x4 = x if layout == "C" else laid_out(x.reshape(x.shape[0] * x.shape[1], -1), layout).reshape(x.shape)
     with run_as("parallel" if parallel else "serial"), tiny_calls(not blocked):
         got = [
@@ -168,16 +181,7 @@ def test_conv2d_and_grads_against_torch(torch, problem, dtype, bias, spoiled, pa
             fc.conv2d_input_grad(x.shape, w, dy, **kwargs),
             fc.conv2d_weight_grad(x4, w.shape, dy, **kwargs),
         ]
-    with np.errstate(invalid="ignore"):
-        products = [naive.conv2d(x, w, b, **kwargs), naive.conv2d_input_grad(x.shape, w, dy, **kwargs),
-                    naive.conv2d_weight_grad(x, w.shape, dy, **kwargs)]
-    for g, e, p in zip(got, expected, products):
-        # Non-finite values land where the products with the zero padding put them (torch's CPU
-        # backends disagree among themselves on an inf in dY next to the padding); finite ones
-        # are torch's.
-        assert_same_nonfinite(g, p.astype(g.dtype))
-        both = np.isfinite(e) & np.isfinite(p)
-        assert_matches(g[both], e[both])
+    assert_passes_match(got, torch, x, w, b, dy, kwargs)
 
 
 @st.composite
@@ -202,22 +206,16 @@ def test_conv2d_and_grads_on_the_channel_band_against_torch(torch, problem, dtyp
     shapes, kwargs = problem
     n, c, h, w_, o, k, _ = shapes
     assert _conv.band_fits((o, c // kwargs["groups"], k, k), (n, o, h + 2 * kwargs["padding"] - k + 1,
-                                                                w_ + 2 * kwargs["padding"] - k + 1), 1, 1, 8)
+                                                                w_ + 2 * kwargs["padding"] - k + 1), 1, 1,
+                           np.dtype(dtype).itemsize)
     rng = np.random.default_rng(seed)
     x, w, b, dy = operands(rng, shapes, kwargs, dtype)
     x, w, dy = spoil(rng, x, spoiled[0]), spoil(rng, w, spoiled[1]), spoil(rng, dy, spoiled[2])
     b = b if bias else None
-    expected = torch_reference(torch, x, w, b, dy, kwargs)
     with run_as("parallel" if parallel else "serial"), tiny_calls(False):
         got = [fc.conv2d(x, w, b, **kwargs), fc.conv2d_input_grad(x.shape, w, dy, **kwargs),
                fc.conv2d_weight_grad(x, w.shape, dy, **kwargs)]
-    with np.errstate(invalid="ignore"):
-        products = [naive.conv2d(x, w, b, **kwargs), naive.conv2d_input_grad(x.shape, w, dy, **kwargs),
-                    naive.conv2d_weight_grad(x, w.shape, dy, **kwargs)]
-    for g, e, p in zip(got, expected, products):
-        assert_same_nonfinite(g, p.astype(g.dtype))
-        both = np.isfinite(e) & np.isfinite(p)
-        assert_matches(g[both], e[both])
+    assert_passes_match(got, torch, x, w, b, dy, kwargs)
 
 
 @st.composite
@@ -242,16 +240,9 @@ def test_conv2d_and_grads_by_winograd_against_torch(torch, problem, dtype, bias,
     if method == "auto":
         x, dy = spoil(rng, x, spoiled[0]), spoil(rng, dy, spoiled[1])
     b = b if bias else None
-    expected = torch_reference(torch, x, w, b, dy, kwargs)
     x4 = x if layout == "C" else laid_out(x.reshape(x.shape[0] * x.shape[1], -1), layout).reshape(x.shape)
     with run_as("parallel" if parallel else "serial"):
         got = [fc.conv2d(x4, w, b, **kwargs, method=method),
                fc.conv2d_input_grad(x.shape, w, dy, **kwargs, method=method),
                fc.conv2d_weight_grad(x4, w.shape, dy, **kwargs, method=method)]
-    with np.errstate(invalid="ignore"):
-        products = [naive.conv2d(x, w, b, **kwargs), naive.conv2d_input_grad(x.shape, w, dy, **kwargs),
-                    naive.conv2d_weight_grad(x, w.shape, dy, **kwargs)]
-    for g, e, p in zip(got, expected, products):
-        assert_same_nonfinite(g, p.astype(g.dtype))
-        both = np.isfinite(e) & np.isfinite(p)
-        assert_matches(g[both], e[both])
+    assert_passes_match(got, torch, x, w, b, dy, kwargs)

@@ -204,6 +204,16 @@ def pad_planes(x, xp, pt, pl, wp, finite):
             finite[task] = finite_span(xp[n, c], 0, xp.shape[2])  # while the plane is in cache
 
 
+@helper
+def _group_planes(x, n, g, cg, pt, pl, wp, size):
+    """A new ``(cg, size)`` array: the ``cg`` planes of group ``g`` of image ``n``, each padded by
+    :func:`_padded` (a task's own copy of what it reads)."""
+    xg = np.empty((cg, size), x.dtype)
+    for c in range(cg):
+        _padded(x[n, g * cg + c], xg[c], pt, pl, wp)
+    return xg
+
+
 @shared
 def _padded(plane, dst, pt, pl, wp):
     """Fill the flat ``dst``: ``plane`` at row ``pt``, column ``pl``, row pitch ``wp``, zeros elsewhere."""
@@ -256,9 +266,7 @@ def _forward_flat_task(task, x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
     g = rest // blocks
     o0 = g * og + (rest % blocks) * _OB
     nq = min(_OB, (g + 1) * og - o0)
-    xg = np.empty((cg, size), x.dtype)
-    for c in range(cg):
-        _padded(x[n, g * cg + c], xg[c], pt, pl, wp)
+    xg = _group_planes(x, n, g, cg, pt, pl, wp, size)
     wq = np.zeros((_OB, cg, kh, kw), w.dtype)
     for q in range(nq):
         _copy(wq[q], w[o0 + q])
@@ -336,9 +344,7 @@ def _channel_band_task(task, x, w, bias, out, groups, pt, pl, wp, size):
     oh, ow = out.shape[2], out.shape[3]
     og = w.shape[0] // groups
     n, g = task // groups, task % groups
-    xg = np.empty(cg * size, x.dtype)
-    for c in range(cg):
-        _padded(x[n, g * cg + c], xg[c * size : (c + 1) * size], pt, pl, wp)
+    xg = _group_planes(x, n, g, cg, pt, pl, wp, size).ravel()
     count = simd.VECTOR_BITS // (8 * out.itemsize)
     rows = simd.CHANNEL_ROWS
     for o in range(g * og, (g + 1) * og):

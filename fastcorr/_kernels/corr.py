@@ -51,7 +51,6 @@ import numba
 import numpy as np
 from numba import prange
 
-from fastcorr import _kernels
 from fastcorr._kernels import helper, kernel, shared
 from fastcorr._kernels.scan import all_finite
 from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, band, full_width, lanes, tile
@@ -149,11 +148,8 @@ def valid_tiled(x, k, out, work):
     if tile is None:
         correlate(x, k, out, 0, 0, FILL, out.dtype.type(0))
         return
-    oh = out.shape[0]
-    if work < _kernels.SERIAL_WORK:
-        tile.serial(x, k, out, 0, oh, 0, out.shape[1], 0, 0, oh)
-    else:
-        tile.parallel(x, k, out, 0, oh, 0, out.shape[1], 0, 0, _rows_per_task(tile.parallel, tile, oh))
+    twin, oh = tile.pick(work), out.shape[0]
+    twin(x, k, out, 0, oh, 0, out.shape[1], 0, 0, oh if twin is tile.serial else _rows_per_task(twin, tile, oh))
 
 
 def _inside(n, kn, on, p):

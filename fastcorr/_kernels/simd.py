@@ -394,7 +394,6 @@ def band(kh: int, kw: int, rows: int):
     return band_tile
 
 
-
 #: Output rows of :func:`channel_band`'s block: eight chains of fused multiply-adds keep both
 #: FMA units busy through their latency, with few registers (the taps come from memory).
 CHANNEL_ROWS = 8
