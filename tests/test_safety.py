@@ -169,14 +169,16 @@ def test_gil_released_during_long_calls():
 def test_gil_released_by_ndimage_on_volumes_and_colour_images():
     """The stack loop (volumes, colour images) and the public calls around it, on the serial twins
     (which need ``nogil``; one core stays free for the ticking thread); each call made once first,
-    so that no compile is measured."""
+    so that no compile is measured. Each call lasts tens of milliseconds: a busy second test worker
+    has kept the ticking thread off the CPU for over 10 ms, most of a 3x3 call on a 1024x2048 image."""
     import fastcorr.ndimage as fnd
     from twins import run_as
 
     rng = np.random.default_rng(3)
     volume, k = rng.standard_normal((48, 512, 512)), rng.standard_normal((3, 3, 3))
-    colour = rng.standard_normal((1024, 2048, 3)).astype(np.float32)
-    calls = [lambda: fnd.correlate(volume, k), lambda: fnd.correlate(colour, k[0], mode="mirror", axes=(0, 1))]
+    colour = rng.standard_normal((2048, 2048, 3)).astype(np.float32)
+    k5 = rng.standard_normal((5, 5))
+    calls = [lambda: fnd.correlate(volume, k), lambda: fnd.correlate(colour, k5, mode="mirror", axes=(0, 1))]
     with run_as("serial"):
         for call in calls:
             call()
