@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+import functools
+from typing import Callable, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -257,55 +258,63 @@ def _winograd_pays(weight_shape, out_shape, role: str = "forward") -> bool:
     return 16 <= c_count <= 128 and o_count >= 32 and tiles >= 256
 
 
-def _tiny(geo: _Geometry, work: int) -> bool:
-    """Few multiply-adds, stride and dilation 1: the planes run on the correlation loop that small
-    corr2d calls compile anyway (one compiled loop for everything small)."""
-    return work < _TINY_WORK and geo.sh == geo.sw == geo.dh == geo.dw == 1
+def _tiny(geo: _Geometry, work: int, method: str) -> bool:
+    """Few multiply-adds, stride and dilation 1, Winograd not asked for: the pass runs as a
+    a :data:`SmallPass`, on the correlation loop that small corr2d calls compile anyway (one
+    compiled loop for everything small). Winograd never pays this small."""
+    return work < _TINY_WORK and geo.sh == geo.sw == geo.dh == geo.dw == 1 and method != "winograd"
 
 
 _TINY_WORK = 1 << 15
 
 
-def _planes(x, k, out, planes, p0, p1):
-    """``out[e, f] +=`` the zero-padded correlation of ``x[a, b]`` with ``k[c, d]``, each row of ``planes``."""
-    if _corr.inside(x.shape, k.shape, out.shape, p0, p1):
-        _corr.valid_planes(x, k, out, planes, True)
-    else:
-        _corr.correlate_planes(x, k, out, planes, p0, p1, _corr.FILL, _validate.ZEROS[out.dtype], 0, True)
+#: A small pass bound to its planes: ``run(x, k, out, start)`` sets ``out[e, f] = start[f] +`` its
+#: sums (adds them to ``out`` for an empty ``start``) and returns True; or returns False, ``out``
+#: unwritten, for an input gradient whose padding an inf or NaN in ``k`` would meet (the caller
+#: then takes another loop).
+SmallPass = Callable[[NDArray, NDArray, NDArray, NDArray], bool]
 
 
-def _products(n_batch, c_count, o_count, groups, role):
-    """Every product of a small pass as the (input, kernel, output) planes it takes: ``role``
-    'forward' (x, weight, out), 'input' (dY, flipped weight, dX) or 'weight' (x, dY, dW)."""
-    key = (n_batch, c_count, o_count, groups, role)
-    planes = _PRODUCTS.get(key)
-    if planes is None:
-        cg, og = c_count // groups, o_count // groups
-        n, o, c = (a.ravel() for a in np.meshgrid(np.arange(n_batch), np.arange(o_count), np.arange(cg), indexing="ij"))
-        channel = o // og * cg + c  # the input channel that output channel o meets
-        columns = {"forward": (n, channel, o, c, n, o), "input": (n, o, o, c, n, channel),
-                   "weight": (n, channel, n, o, o, c)}[role]
+@functools.lru_cache(maxsize=256)
+def small_passes(x_shape, w_shape, geo: _Geometry, method: str) -> tuple[SmallPass | None, ...]:
+    """The forward pass, weight gradient and input gradient of a conv2d of ``x_shape`` by ``w_shape``
+    (checked) as a :data:`SmallPass` where they are small, else None (its function picks a loop);
+    the three do the same number of multiply-adds. The input gradient is the 'full' correlation
+    of dY with the flipped kernel (None when the padding is wider than ``k - 1``); the weight
+    gradient, the correlation of the padded input with dY summed over the batch."""
+    n_batch, c_count, h, w = x_shape
+    o_count, cg, kh, kw = w_shape
+    oh, ow = geo.output_size(h, w, kh, kw)
+    if not _tiny(geo, n_batch * o_count * oh * ow * cg * kh * kw, method):
+        return None, None, None
+    y_shape = (n_batch, o_count, oh, ow)
+    og = o_count // geo.groups
+    n, o, c = (a.ravel() for a in np.meshgrid(np.arange(n_batch), np.arange(o_count), np.arange(cg), indexing="ij"))
+    channel = o // og * cg + c  # the input channel that output channel o meets
+
+    def small(x, k, out, columns, p0, p1, flip=False):
+        # Rows of (a, b, c, d, e, f): out[e, f] takes x[a, b] correlated with k[c, d].
         planes = np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.int64)
-        if len(_PRODUCTS) > 256:
-            _PRODUCTS.clear()
-        _PRODUCTS[key] = planes
-    return planes
+        if _corr.inside(x, k, out, p0, p1):
+            return functools.partial(_corr.valid_planes, planes, flip)
+        return functools.partial(_corr.correlate_planes, planes, p0, p1, flip, 0)
 
-
-_PRODUCTS: dict = {}
+    top, left = kh - 1 - geo.pt, kw - 1 - geo.pl
+    return (small(x_shape, w_shape, y_shape, (n, channel, o, c, n, o), geo.pt, geo.pl),
+            small(x_shape, y_shape, w_shape, (n, channel, n, o, o, c), geo.pt, geo.pl),
+            small(y_shape, w_shape, x_shape, (n, o, o, c, n, channel), top, left, True) if top >= 0 and left >= 0 else None)
 
 
 def _forward(x: NDArray, weight: NDArray, bias: NDArray, out: NDArray, geo: _Geometry, method: str = "auto") -> NDArray:
     """conv2d on validated, C-contiguous arrays of one dtype, into ``out``."""
     work = out.size * weight[0].size
+    small = small_passes(x.shape, weight.shape, geo, method)[0]
+    if small is not None:
+        small(x, weight, out, bias)
+        return out
     # Winograd checks x for inf and NaN while it pads it: 'auto' then runs direct.
     if (_runs_winograd(method, geo, weight.shape, out.shape, (weight,))
             and _winograd.forward(x, weight, bias, out, geo.pt, geo.pl, work, method == "auto") is not None):
-        return out
-    if _tiny(geo, work):
-        out[...] = bias[:, None, None]
-        products = _products(x.shape[0], x.shape[1], weight.shape[0], geo.groups, "forward")
-        _planes(x, weight, out, products, geo.pt, geo.pl)
         return out
     if geo.sh == geo.sw == 1:
         _forward_flat(x, weight, bias, out, geo.dh, geo.dw, geo.pt, geo.pl, geo.groups, work)
@@ -392,17 +401,14 @@ def _input_grad(dy: NDArray, weight: NDArray, dx: NDArray, geo: _Geometry, metho
     work = dy.size * weight[0].size
     o, cg, kh, kw = weight.shape
     top, left = geo.dh * (kh - 1) - geo.pt, geo.dw * (kw - 1) - geo.pl
+    small = small_passes(dx.shape, weight.shape, geo, method)[2]
+    if small is not None and small(dy, weight, dx, np.zeros(dx.shape[1], dx.dtype)):
+        return dx
     if (_runs_winograd(method, geo, (cg, o, kh, kw), dx.shape, (weight,), "input")
             and _winograd.forward(dy, _swapped(weight, geo.groups), np.zeros(cg, dx.dtype), dx, top, left, work,
                                   method == "auto") is not None):
         return dx
     flat = geo.sh == geo.sw == 1 and top >= 0 and left >= 0 and all_finite(weight)
-    if flat and _tiny(geo, work):
-        # The 'full' correlation of dY with the flipped kernel.
-        dx[...] = 0
-        _planes(dy, np.ascontiguousarray(weight[:, :, ::-1, ::-1]), dx,
-                _products(dx.shape[0], dx.shape[1], o, geo.groups, "input"), top, left)
-        return dx
     if flat:
         # Stride 1: the input gradient is the forward convolution of dY, padded by
         # dilation * (k - 1) - padding, with the kernel flipped and its channel axes swapped.
@@ -490,12 +496,9 @@ def conv2d_weight_grad(
 def _weight_grad(x: NDArray, dy: NDArray, dw: NDArray, geo: _Geometry, method: str = "auto") -> NDArray:
     """conv2d_weight_grad on validated, C-contiguous arrays of one dtype, into ``dw``."""
     work = dy.size * dw[0].size
-    if _tiny(geo, work) and method != "winograd":
-        # The correlation of the padded input with dY, summed over the batch (the layer's
-        # training step is here: no Winograd test on its way, which never pays this small).
-        dw[...] = 0
-        products = _products(x.shape[0], x.shape[1], dw.shape[0], geo.groups, "weight")
-        _planes(x, dy, dw, products, geo.pt, geo.pl)
+    small = small_passes(x.shape, dw.shape, geo, method)[1]
+    if small is not None:
+        small(x, dy, dw, np.zeros(dw.shape[1], dw.dtype))
         return dw
     if (_runs_winograd(method, geo, dw.shape, dy.shape, (), "weight")
             and _winograd.weight_grad(x, dy, dw, geo.pt, geo.pl, work, method == "auto") is not None):

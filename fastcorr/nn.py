@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -17,6 +17,20 @@ _LAYER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 #: torch's padding modes, as ``np.pad`` modes (None: the convolution's own zero padding).
 _PADDING_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+class _Plan(NamedTuple):
+    """A layer's call on one input shape: that shape, the input and output as (N, C, H, W), the
+    output's shape as returned, and the small passes (:func:`fastcorr.conv.small_passes`; None
+    where a pass is not small)."""
+
+    x: tuple[int, ...]
+    x4: tuple[int, int, int, int]
+    y4: tuple[int, int, int, int]
+    y: tuple[int, ...]
+    forward: conv.SmallPass | None
+    weight: conv.SmallPass | None
+    input: conv.SmallPass | None
 
 
 class Parameter:
@@ -228,7 +242,9 @@ class Conv2D:
         self.weight = Parameter(gen.uniform(-bound, bound, shape).astype(dt))
         self.bias = Parameter(gen.uniform(-bound, bound, self.out_channels).astype(dt)) if bias else None
         self._no_bias = np.zeros(self.out_channels, dt)
-        self._saved: tuple[NDArray, NDArray, int, tuple[int, ...]] | None = None
+        self._zeros = np.zeros(max(self.in_channels, self.out_channels), dt)  # the gradients' starting sums
+        self._plans: dict[tuple[int, ...], _Plan] = {}
+        self._saved: tuple[NDArray, NDArray, _Plan] | None = None
 
     def _input4(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, int, int, int]:
         if len(shape) == 2:
@@ -246,30 +262,41 @@ class Conv2D:
 
     def _output_shape(self, x_shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         """The shape ``layer(x)`` returns for an ``x`` of ``x_shape``."""
-        shape4 = self._input4(tuple(x_shape), name)
-        out = conv._check("Conv2D", shape4, self.weight.shape, self._geometry)
-        return self._unbatch(out, len(x_shape))
+        return self._plan(tuple(x_shape), name).y
 
-    def _unbatch(self, shape4: tuple[int, ...], ndim: int) -> tuple[int, ...]:
-        if ndim == 4:
-            return tuple(shape4)
-        return tuple(shape4[2:]) if self.out_channels == 1 else tuple(shape4[1:])
+    def _plan(self, shape: tuple[int, ...], name: str = "x") -> _Plan:
+        """What a call on an input of ``shape`` needs, checked once per shape."""
+        plan = self._plans.get(shape)
+        if plan is None:
+            x4 = self._input4(shape, name)
+            y4 = conv._check("Conv2D", x4, self.weight.shape, self._geometry)
+            y = tuple(y4) if len(shape) == 4 else tuple(y4[2:]) if self.out_channels == 1 else tuple(y4[1:])
+            padded = tuple(n + a + b for n, (a, b) in zip(x4, self._pads)) if self._pad_mode else x4
+            small = conv.small_passes(padded, self.weight.shape, self._conv_geometry, self.method)
+            plan = _Plan(shape, x4, y4, y, *small)
+            if len(self._plans) >= 64:
+                self._plans.clear()
+            self._plans[shape] = plan
+        return plan
 
     def forward(self, x: ArrayLike) -> NDArray:
         """The layer's output for ``x``; see the class Notes for the shapes."""
         arr = _validate.array(x, "x")
         if arr.dtype.kind == "c":
             raise TypeError(f"Conv2D: x must be real, got dtype {arr.dtype}")
-        shape4 = self._input4(arr.shape)
-        out4 = conv._check("Conv2D", shape4, self.weight.shape, self._geometry)
-        x4 = np.array(arr, dtype=self.dtype, order="C", copy=True).reshape(shape4)
+        plan = self._plan(arr.shape)
+        x4 = arr.astype(self.dtype, order="C").reshape(plan.x4)  # a copy, kept for backward
         if self._pad_mode is not None:
             x4 = self._padded(x4)
         weight = self.weight.data.copy()
         bias = self._no_bias if self.bias is None else self.bias.data
-        y = conv._forward(x4, weight, bias, np.empty(out4, self.dtype), self._conv_geometry, self.method)
-        self._saved = (x4, weight, arr.ndim, out4)
-        return y.reshape(self._unbatch(out4, arr.ndim))
+        y4 = np.empty(plan.y4, self.dtype)
+        if plan.forward is None:
+            conv._forward(x4, weight, bias, y4, self._conv_geometry, self.method)
+        else:
+            plan.forward(x4, weight, y4, bias)
+        self._saved = (x4, weight, plan)
+        return y4.reshape(plan.y)
 
     def __call__(self, x: ArrayLike) -> NDArray:
         return self.forward(x)
@@ -291,22 +318,28 @@ class Conv2D:
         if self._saved is None:
             raise RuntimeError("Conv2D.backward: call the layer on an input first (y = layer(x)); "
                                "backward needs that input")
-        x4, weight, ndim, out4 = self._saved
+        x4, weight, plan = self._saved
         arr = _validate.array(dy, "dy")
         if arr.dtype.kind == "c":
             raise TypeError(f"Conv2D.backward: dy must be real, got dtype {arr.dtype}")
-        expected = self._unbatch(out4, ndim)
-        if arr.shape != expected:
-            raise ValueError(f"Conv2D.backward: dy must have the shape of the last output, {expected}, got {arr.shape}")
-        dy4 = np.ascontiguousarray(arr, dtype=self.dtype).reshape(out4)
+        if arr.shape != plan.y:
+            raise ValueError(f"Conv2D.backward: dy must have the shape of the last output, {plan.y}, got {arr.shape}")
+        dy4 = np.ascontiguousarray(arr, dtype=self.dtype).reshape(plan.y4)
+        if np.may_share_memory(dy4, self.weight.grad) or (self.bias is not None and np.may_share_memory(dy4, self.bias.grad)):
+            dy4 = dy4.copy()  # dy is (a view of) a gradient, added to before dy is done with
         geo = self._conv_geometry
-        self.weight.grad += conv._weight_grad(x4, dy4, np.empty(self.weight.shape, self.dtype), geo, self.method)
+        if plan.weight is None:
+            self.weight.grad += conv._weight_grad(x4, dy4, np.empty(self.weight.shape, self.dtype), geo, self.method)
+        else:
+            plan.weight(x4, dy4, self.weight.grad, self._zeros[:0])  # added in place
         if self.bias is not None:
             self.bias.grad += dy4.sum(axis=(0, 2, 3))
-        dx = conv._input_grad(dy4, weight, np.empty(x4.shape, self.dtype), geo, self.method)
+        dx = np.empty(x4.shape, self.dtype)
+        if plan.input is None or not plan.input(dy4, weight, dx, self._zeros[: dx.shape[1]]):
+            conv._input_grad(dy4, weight, dx, geo, self.method)
         if self._pad_mode is not None:
             dx = self._unpadded(dx)
-        return dx.reshape(dx.shape[2:] if ndim == 2 else dx.shape)
+        return dx.reshape(plan.x)
 
     def _padded(self, x4: NDArray) -> NDArray:
         """``x4`` padded by ``padding_mode``; torch's limits on the padding's width."""

@@ -85,9 +85,9 @@ def test_the_valid_loop_is_the_border_loop_where_no_tap_leaves_the_input(dtype, 
     xs, ks = np.stack([x, 2 * x])[:, None], np.stack([k, -k])[None]
     planes = np.array([[0, 0, 0, 0, 0, 0], [1, 0, 0, 1, 0, 0], [1, 0, 0, 0, 0, 1]], np.int64)
     out = np.zeros((1, 2) + shape, dtype)
-    corr.valid_planes(xs, ks, out, planes, True)
-    np.testing.assert_allclose(out[0, 0], -expected, **tolerance)
-    np.testing.assert_allclose(out[0, 1], 2 * expected, **tolerance)
+    assert corr.valid_planes(planes, False, xs, ks, out, np.array([1, 3], dtype))
+    np.testing.assert_allclose(out[0, 0], 1 - expected, **tolerance)
+    np.testing.assert_allclose(out[0, 1], 3 + 2 * expected, **tolerance)
 
 
 @pytest.mark.parametrize("x_shape, k_shape, out_shape, p0, p1, inside", [
@@ -106,7 +106,6 @@ def test_small_calls_without_a_boundary_run_on_the_valid_loop(monkeypatch, rng):
         raise AssertionError("the border loop ran")
 
     monkeypatch.setattr(corr, "small", refuse)
-    monkeypatch.setattr(corr, "correlate_planes", refuse)
     x, k = rng.standard_normal((6, 8)), rng.standard_normal((2, 3))
     expected = naive.corr2d(x, k)
     np.testing.assert_allclose(fc.corr2d(x, k), expected, rtol=1e-12)
@@ -114,6 +113,63 @@ def test_small_calls_without_a_boundary_run_on_the_valid_loop(monkeypatch, rng):
     np.testing.assert_allclose(fc.conv2d(x[None, None], k[None, None])[0, 0], expected, rtol=1e-12)
     with pytest.raises(AssertionError, match="the border loop ran"):
         fc.correlate2d(x, k, "same")
+
+
+@pytest.mark.parametrize("padding, loops", [(0, ("valid", "valid", "border")), ((0, 1), ("border", "border", "border")),
+                                            ((0, 2), ("border", "border", "valid"))])
+def test_small_passes_take_the_valid_loop_where_no_tap_meets_the_padding(padding, loops, rng):
+    """A small layer's forward pass, weight gradient and input gradient (the 'full' correlation of
+    dY with the flipped kernel, padded by k - 1 - padding): each bound to its loop, and each
+    against naive.py."""
+    import fastcorr as fc
+    from fastcorr import conv as fconv
+
+    x, w = rng.standard_normal((2, 3, 6, 8)), rng.standard_normal((4, 3, 1, 3))
+    geo = fconv._geometry("t", w.shape, 1, padding, 1, 1)
+    passes = fconv.small_passes(x.shape, w.shape, geo, "auto")
+    kernels = {"valid": corr.valid_planes, "border": corr.correlate_planes}
+    assert tuple(p.func for p in passes) == tuple(kernels[loop] for loop in loops)
+    dy = rng.standard_normal(fc.conv2d(x, w, padding=padding).shape)
+    for ours, expected in [(fc.conv2d(x, w, padding=padding), naive.conv2d(x, w, padding=padding)),
+                           (fc.conv2d_weight_grad(x, w.shape, dy, padding=padding),
+                            naive.conv2d_weight_grad(x, w.shape, dy, padding=padding)),
+                           (fc.conv2d_input_grad(x.shape, w, dy, padding=padding),
+                            naive.conv2d_input_grad(x.shape, w, dy, padding=padding))]:
+        np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_pass_kernels_start_flip_add_and_refuse(dtype, rng):
+    """The small passes' loops: out[e, f] = start[f] + the sums, k flipped when asked; an empty start
+    adds to out; a flipped k holding inf or NaN is refused by the padded loop (out untouched) and
+    taken by the unpadded one, where no padding is met."""
+    x, k = rng.standard_normal((1, 1, 5, 6)).astype(dtype), rng.standard_normal((1, 1, 2, 3)).astype(dtype)
+    planes = np.zeros((1, 6), np.int64)
+    flipped = k[..., ::-1, ::-1]
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
+    for flip, taps in [(False, k), (True, flipped)]:
+        valid = naive.shifted_correlation(x[0, 0], taps[0, 0], (4, 4), 0, 0, "fill", dtype(0))
+        padded = naive.shifted_correlation(x[0, 0], taps[0, 0], (6, 8), 1, 2, "fill", dtype(0))
+        out = np.full((1, 1, 4, 4), 7, dtype)
+        assert corr.valid_planes(planes, flip, x, k, out, np.array([0.5], dtype))
+        np.testing.assert_allclose(out[0, 0], 0.5 + valid, **tolerance)
+        assert corr.valid_planes(planes, flip, x, k, out, np.zeros(0, dtype))
+        np.testing.assert_allclose(out[0, 0], 0.5 + 2 * valid, **tolerance)
+        out = np.full((1, 1, 6, 8), 7, dtype)
+        assert corr.correlate_planes(planes, 1, 2, flip, 0, x, k, out, np.array([-1], dtype))
+        np.testing.assert_allclose(out[0, 0], padded - 1, **tolerance)
+    for bad in (np.inf, np.nan):
+        spoiled = k.copy()
+        spoiled[0, 0, 1, 2] = bad
+        out = np.full((1, 1, 6, 8), 7, dtype)
+        assert not corr.correlate_planes(planes, 1, 2, True, 0, x, spoiled, out, np.zeros(1, dtype))
+        assert (out == 7).all()
+        assert corr.correlate_planes(planes, 1, 2, False, 0, x, spoiled, out, np.zeros(1, dtype))
+        assert np.isnan(out).any() if bad != bad else np.isinf(out).any()
+        out = np.full((1, 1, 4, 4), 7, dtype)
+        assert corr.valid_planes(planes, True, x, spoiled, out, np.zeros(1, dtype))
+        expected = naive.shifted_correlation(x[0, 0], spoiled[0, 0, ::-1, ::-1], (4, 4), 0, 0, "fill", dtype(0))
+        np.testing.assert_array_equal(np.isnan(out[0, 0]), np.isnan(expected))
 
 
 @pytest.mark.parametrize("twin", ["serial", "parallel"])

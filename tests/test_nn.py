@@ -117,6 +117,33 @@ def test_gradients_accumulate_like_autograd(rng):
     assert not layer.weight.grad.any() and not layer.bias.grad.any()
 
 
+@pytest.mark.parametrize("k", [2, 16], ids=["small pass", "direct loops"])
+def test_dy_may_be_the_weight_gradient_itself(k, rng):
+    """A k x k layer's output on a (2k - 1)-square input has the weight's shape: its own
+    weight.grad is a valid dy, and the gradient added to it is that of the values it held."""
+    layer = fc.Conv2D(k, bias=False, dtype=np.float64, rng=1)
+    x = rng.standard_normal((1, 1, 2 * k - 1, 2 * k - 1))
+    layer(x)
+    layer.weight.grad = rng.standard_normal(layer.weight.shape)
+    before = layer.weight.grad.copy()
+    dx = layer.backward(layer.weight.grad)
+    expected = before + fc.conv2d_weight_grad(x, layer.weight.shape, before)
+    np.testing.assert_allclose(layer.weight.grad, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, fc.conv2d_input_grad(x.shape, layer.weight.data, before), rtol=1e-12, atol=1e-12)
+
+
+def test_dy_may_be_a_view_of_the_bias_gradient(rng):
+    """A one-output layer on a 2-D input whose output is 1 x 1: dy may view bias.grad."""
+    layer = fc.Conv2D(3, dtype=np.float64, rng=1)
+    x = rng.standard_normal((3, 3))
+    layer(x)
+    layer.bias.grad = [2.5]
+    dx = layer.backward(layer.bias.grad.reshape(1, 1))
+    np.testing.assert_array_equal(layer.bias.grad, [5.0])
+    np.testing.assert_allclose(layer.weight.grad[0, 0], 2.5 * x, rtol=1e-14)
+    np.testing.assert_allclose(dx, 2.5 * layer.weight.data[0, 0], rtol=1e-14)
+
+
 # torch's padding modes
 
 PADDED_CASES = [(options, shape) for options, shape in CASES if options.get("padding", 0) not in (0, "valid")]

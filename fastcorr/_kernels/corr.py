@@ -52,7 +52,7 @@ import numpy as np
 from numba import prange
 
 from fastcorr._kernels import helper, kernel, shared
-from fastcorr._kernels.scan import all_finite
+from fastcorr._kernels.scan import all_finite, finite_span
 from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, band, full_width, lanes, tile
 
 FILL, SYMM, WRAP, NEAREST, MIRROR = 0, 1, 2, 3, 4
@@ -350,10 +350,14 @@ def valid(x, k, out, accumulate):
 
 
 @shared
-def valid_planes(x, k, out, planes, accumulate):
-    """:func:`correlate_planes` where every plane's taps fall inside its input (no padding)."""
+def valid_planes(planes, flip, x, k, out, start):
+    """:func:`correlate_planes` where every plane's taps fall inside its input (no padding met:
+    an inf or NaN in ``k`` is never refused)."""
+    k = _flipped(k, flip)
+    _start(out, start)
     for t in range(planes.shape[0]):
-        valid(x[planes[t, 0], planes[t, 1]], k[planes[t, 2], planes[t, 3]], out[planes[t, 4], planes[t, 5]], accumulate)
+        valid(x[planes[t, 0], planes[t, 1]], k[planes[t, 2], planes[t, 3]], out[planes[t, 4], planes[t, 5]], True)
+    return True
 
 
 def inside(x_shape, k_shape, out_shape, p0, p1) -> bool:
@@ -369,15 +373,42 @@ def small(x, k, out, p0, p1, boundary, fill, none):
 
 
 @shared
-def correlate_planes(x, k, out, planes, p0, p1, boundary, fill, none, accumulate):
-    """For each row ``(a, b, c, d, e, f)`` of ``planes`` in turn, ``out[e, f]`` (``+=`` when
-    ``accumulate``) is the correlation of ``x[a, b]`` with ``k[c, d]`` as :func:`correlate` defines
-    it: small calls, and many small planes of NCHW arrays in one call, all on one compiled loop.
-    ``none`` is 0 (a variable: a constant would compile a second copy of the body)."""
+def correlate_planes(planes, p0, p1, flip, none, x, k, out, start):
+    """The small stride-1 passes of NCHW layers in one call: ``out[e, f]`` is ``start[f]`` (or
+    its own value, for an empty ``start``) plus, for each row ``(a, b, c, d, e, f)`` of ``planes`` in turn, the correlation of ``x[a, b]`` with
+    ``k[c, d]`` (flipped both ways when ``flip``), zero-padded by ``p0, p1`` as :func:`correlate`
+    defines it. All on one compiled loop, the one small corr2d calls run. ``flip`` is the input
+    gradient, a 'full' correlation whose padding is not part of the maths: an inf or NaN in ``k``
+    must not meet it, so that call returns False and writes nothing; others return True. ``none``
+    is 0 (a variable: a constant would compile a second copy of the body). The arrays come last,
+    so that a pass's other arguments can be bound once (:func:`fastcorr.conv.small_passes`)."""
+    if flip and not finite_span(k.reshape(-1), 0, k.size):
+        return False
+    k = _flipped(k, flip)
+    _start(out, start)
+    fill = out.dtype.type(0)
     for t in range(planes.shape[0]):
         o = out[planes[t, 4], planes[t, 5]]
         _border_task(none, o.shape[0], x[planes[t, 0], planes[t, 1]], k[planes[t, 2], planes[t, 3]], o, p0, p1,
-                     boundary, fill, none, none, none, none, accumulate)
+                     FILL, fill, none, none, none, none, True)
+    return True
+
+
+@helper
+def _flipped(k, flip):
+    """``k`` (N-D, C-contiguous), or a C-contiguous copy of it reversed along its last two axes."""
+    return np.ascontiguousarray(k[..., ::-1, ::-1]) if flip else k
+
+
+@helper
+def _start(out, start):
+    """Every plane ``out[e, f]`` set to ``start[f]``; none when ``start`` is empty (the sums
+    are then added to ``out``)."""
+    if start.shape[0] == 0:
+        return
+    for e in range(out.shape[0]):
+        for f in range(out.shape[1]):
+            out[e, f] = start[f]
 
 
 @shared
