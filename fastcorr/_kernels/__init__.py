@@ -73,5 +73,11 @@ def shared(fn: types.FunctionType | None = None, *, reassociate: bool = False):
 
 
 helper = numba.njit(inline="always", fastmath=_fastmath(False), **_OPTIONS)
-"""Decorator for small per-element helpers: inlined into every function that calls them
-(at Numba's IR level: never compiled or cached on their own)."""
+"""Decorator for row helpers with loops: inlined into every function that calls them (at
+Numba's IR level: never compiled or cached on their own), so that their loops are vectorised
+at the caller's width."""
+
+scalar = numba.njit(forceinline=True, fastmath=_fastmath(False), **_OPTIONS)
+"""Decorator for small helpers without loops: typed and compiled once per signature, then
+inlined by LLVM into every caller (inlining them at Numba's IR level instead costs a fresh
+translation at every call site: 1.7 of the 5.1 s that the 3x3 stack loop took to compile)."""

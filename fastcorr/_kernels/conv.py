@@ -18,13 +18,13 @@ import numba
 import numpy as np
 from numba import prange
 
-from fastcorr._kernels import helper, kernel, shared, simd
+from fastcorr._kernels import helper, kernel, scalar, shared, simd
 from fastcorr._kernels.corr import _accumulate, _dot
 from fastcorr._kernels.scan import finite_span
 from fastcorr._kernels.simd import dots, full_width, tile
 
 
-@helper
+@scalar
 def _span(offset, stride, width, count):
     """Output columns ``[lo, hi)`` with ``0 <= j * stride + offset < width``, ``j < count``."""
     lo = max(0, -(offset // stride))

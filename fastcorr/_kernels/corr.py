@@ -51,7 +51,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from fastcorr._kernels import helper, kernel, shared
+from fastcorr._kernels import helper, kernel, scalar, shared
 from fastcorr._kernels.scan import all_finite, finite_span
 from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, band, full_width, lanes, tile
 
@@ -512,7 +512,7 @@ def stack_loop(kernel_shape, channels):
     return stack3x3 if kernel_shape[1:] == (3, 3) and channels in (1, 3) else stack
 
 
-@helper
+@scalar
 def _stack_rows(t, parts, rows, oh):
     """Task ``t``'s plane and its output rows ``[i0, i1)``."""
     i0 = (t % parts) * rows
@@ -762,7 +762,7 @@ def _tile3x3x2(d0, d1, k, s0, s1, s2, s3):
 
 # Per-element helpers, inlined.
 
-@helper
+@scalar
 def _source(t, n, boundary):
     """Index of ``x`` that extended position ``t`` reads, or -1 for the fill value."""
     if 0 <= t < n:
