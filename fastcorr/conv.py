@@ -275,6 +275,12 @@ _TINY_WORK = 1 << 15
 SmallPass = Callable[[NDArray, NDArray, NDArray, NDArray], bool]
 
 
+def _flipped_valid(planes, none, x, k, out, start):
+    """An input gradient on the unpadded small loop (a kernel one wider than the padding: rare),
+    the kernel flipped here."""
+    return _corr.valid_planes(planes, none, x, np.ascontiguousarray(k[..., ::-1, ::-1]), out, start)
+
+
 @functools.lru_cache(maxsize=256)
 def small_passes(x_shape, w_shape, geo: _Geometry, method: str) -> tuple[SmallPass | None, ...]:
     """The forward pass, weight gradient and input gradient of a conv2d of ``x_shape`` by ``w_shape``
@@ -295,9 +301,9 @@ def small_passes(x_shape, w_shape, geo: _Geometry, method: str) -> tuple[SmallPa
     def small(x, k, out, columns, p0, p1, flip=False):
         # Rows of (a, b, c, d, e, f): out[e, f] takes x[a, b] correlated with k[c, d].
         planes = np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.int64)
-        if _corr.inside(x, k, out, p0, p1):
-            return functools.partial(_corr.valid_planes, planes, flip)
-        return functools.partial(_corr.correlate_planes, planes, p0, p1, flip, 0)
+        if not _corr.inside(x, k, out, p0, p1):
+            return functools.partial(_corr.correlate_planes, planes, p0, p1, flip, 0)
+        return functools.partial(_flipped_valid if flip else _corr.valid_planes, planes, 0)
 
     top, left = kh - 1 - geo.pt, kw - 1 - geo.pl
     return (small(x_shape, w_shape, y_shape, (n, channel, o, c, n, o), geo.pt, geo.pl),

@@ -242,7 +242,7 @@ class Conv2D:
         self.weight = Parameter(gen.uniform(-bound, bound, shape).astype(dt))
         self.bias = Parameter(gen.uniform(-bound, bound, self.out_channels).astype(dt)) if bias else None
         self._no_bias = np.zeros(self.out_channels, dt)
-        self._zeros = np.zeros(max(self.in_channels, self.out_channels), dt)  # the gradients' starting sums
+        self._no_input_bias, self._added = np.zeros(self.in_channels, dt), np.zeros(0, dt)  # small passes' starts
         self._plans: dict[tuple[int, ...], _Plan] = {}
         self._saved: tuple[NDArray, NDArray, _Plan] | None = None
 
@@ -331,11 +331,11 @@ class Conv2D:
         if plan.weight is None:
             self.weight.grad += conv._weight_grad(x4, dy4, np.empty(self.weight.shape, self.dtype), geo, self.method)
         else:
-            plan.weight(x4, dy4, self.weight.grad, self._zeros[:0])  # added in place
+            plan.weight(x4, dy4, self.weight.grad, self._added)  # added in place
         if self.bias is not None:
             self.bias.grad += dy4.sum(axis=(0, 2, 3))
         dx = np.empty(x4.shape, self.dtype)
-        if plan.input is None or not plan.input(dy4, weight, dx, self._zeros[: dx.shape[1]]):
+        if plan.input is None or not plan.input(dy4, weight, dx, self._no_input_bias):
             conv._input_grad(dy4, weight, dx, geo, self.method)
         if self._pad_mode is not None:
             dx = self._unpadded(dx)

@@ -103,7 +103,7 @@ class SGD:
     def zero_grad(self) -> None:
         """Set every parameter's ``grad`` to zero, in place."""
         for p in self.params:
-            p.grad[...] = 0
+            p.grad.fill(0)
 
     def step(self) -> None:
         """Update every parameter from its ``grad``, in place."""
@@ -119,7 +119,7 @@ class SGD:
                     buf *= self.momentum
                     buf += g
                 g = g + self.momentum * buf if self.nesterov else buf
-            np.subtract(p.data, (self.lr * g).astype(p.dtype, copy=False), out=p.data)
+            np.subtract(p.data, self.lr * g, out=p.data)  # a float times p.dtype stays p.dtype
 
     def __repr__(self) -> str:
         return (f"SGD({len(self.params)} parameters, lr={self.lr}, momentum={self.momentum}, "

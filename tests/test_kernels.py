@@ -85,7 +85,7 @@ def test_the_valid_loop_is_the_border_loop_where_no_tap_leaves_the_input(dtype, 
     xs, ks = np.stack([x, 2 * x])[:, None], np.stack([k, -k])[None]
     planes = np.array([[0, 0, 0, 0, 0, 0], [1, 0, 0, 1, 0, 0], [1, 0, 0, 0, 0, 1]], np.int64)
     out = np.zeros((1, 2) + shape, dtype)
-    assert corr.valid_planes(planes, False, xs, ks, out, np.array([1, 3], dtype))
+    assert corr.valid_planes(planes, 0, xs, ks, out, np.array([1, 3], dtype))
     np.testing.assert_allclose(out[0, 0], 1 - expected, **tolerance)
     np.testing.assert_allclose(out[0, 1], 3 + 2 * expected, **tolerance)
 
@@ -116,7 +116,7 @@ def test_small_calls_without_a_boundary_run_on_the_valid_loop(monkeypatch, rng):
 
 
 @pytest.mark.parametrize("padding, loops", [(0, ("valid", "valid", "border")), ((0, 1), ("border", "border", "border")),
-                                            ((0, 2), ("border", "border", "valid"))])
+                                            ((0, 2), ("border", "border", "flipped valid"))])
 def test_small_passes_take_the_valid_loop_where_no_tap_meets_the_padding(padding, loops, rng):
     """A small layer's forward pass, weight gradient and input gradient (the 'full' correlation of
     dY with the flipped kernel, padded by k - 1 - padding): each bound to its loop, and each
@@ -127,7 +127,7 @@ def test_small_passes_take_the_valid_loop_where_no_tap_meets_the_padding(padding
     x, w = rng.standard_normal((2, 3, 6, 8)), rng.standard_normal((4, 3, 1, 3))
     geo = fconv._geometry("t", w.shape, 1, padding, 1, 1)
     passes = fconv.small_passes(x.shape, w.shape, geo, "auto")
-    kernels = {"valid": corr.valid_planes, "border": corr.correlate_planes}
+    kernels = {"valid": corr.valid_planes, "border": corr.correlate_planes, "flipped valid": fconv._flipped_valid}
     assert tuple(p.func for p in passes) == tuple(kernels[loop] for loop in loops)
     dy = rng.standard_normal(fc.conv2d(x, w, padding=padding).shape)
     for ours, expected in [(fc.conv2d(x, w, padding=padding), naive.conv2d(x, w, padding=padding)),
@@ -140,20 +140,20 @@ def test_small_passes_take_the_valid_loop_where_no_tap_meets_the_padding(padding
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_small_pass_kernels_start_flip_add_and_refuse(dtype, rng):
-    """The small passes' loops: out[e, f] = start[f] + the sums, k flipped when asked; an empty start
-    adds to out; a flipped k holding inf or NaN is refused by the padded loop (out untouched) and
-    taken by the unpadded one, where no padding is met."""
+    """The small passes' loops: out[e, f] = start[f] + the sums (an empty start adds to out); the
+    padded loop flips k when asked, and refuses a flipped k holding inf or NaN (out untouched);
+    the unpadded loop takes k as given, inf and NaN too (no padding is met)."""
     x, k = rng.standard_normal((1, 1, 5, 6)).astype(dtype), rng.standard_normal((1, 1, 2, 3)).astype(dtype)
     planes = np.zeros((1, 6), np.int64)
     flipped = k[..., ::-1, ::-1]
     tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
-    for flip, taps in [(False, k), (True, flipped)]:
+    for flip, taps in [(False, k), (True, np.ascontiguousarray(flipped))]:
         valid = naive.shifted_correlation(x[0, 0], taps[0, 0], (4, 4), 0, 0, "fill", dtype(0))
         padded = naive.shifted_correlation(x[0, 0], taps[0, 0], (6, 8), 1, 2, "fill", dtype(0))
         out = np.full((1, 1, 4, 4), 7, dtype)
-        assert corr.valid_planes(planes, flip, x, k, out, np.array([0.5], dtype))
+        assert corr.valid_planes(planes, 0, x, taps, out, np.array([0.5], dtype))
         np.testing.assert_allclose(out[0, 0], 0.5 + valid, **tolerance)
-        assert corr.valid_planes(planes, flip, x, k, out, np.zeros(0, dtype))
+        assert corr.valid_planes(planes, 0, x, taps, out, np.zeros(0, dtype))
         np.testing.assert_allclose(out[0, 0], 0.5 + 2 * valid, **tolerance)
         out = np.full((1, 1, 6, 8), 7, dtype)
         assert corr.correlate_planes(planes, 1, 2, flip, 0, x, k, out, np.array([-1], dtype))
@@ -167,7 +167,7 @@ def test_small_pass_kernels_start_flip_add_and_refuse(dtype, rng):
         assert corr.correlate_planes(planes, 1, 2, False, 0, x, spoiled, out, np.zeros(1, dtype))
         assert np.isnan(out).any() if bad != bad else np.isinf(out).any()
         out = np.full((1, 1, 4, 4), 7, dtype)
-        assert corr.valid_planes(planes, True, x, spoiled, out, np.zeros(1, dtype))
+        assert corr.valid_planes(planes, 0, x, np.ascontiguousarray(spoiled[..., ::-1, ::-1]), out, np.zeros(1, dtype))
         expected = naive.shifted_correlation(x[0, 0], spoiled[0, 0, ::-1, ::-1], (4, 4), 0, 0, "fill", dtype(0))
         np.testing.assert_array_equal(np.isnan(out[0, 0]), np.isnan(expected))
 

@@ -350,13 +350,12 @@ def valid(x, k, out, accumulate):
 
 
 @shared
-def valid_planes(planes, flip, x, k, out, start):
-    """:func:`correlate_planes` where every plane's taps fall inside its input (no padding met:
-    an inf or NaN in ``k`` is never refused)."""
-    k = _flipped(k, flip)
+def valid_planes(planes, none, x, k, out, start):
+    """:func:`correlate_planes` where every plane's taps fall inside its input, ``k`` as given
+    (the input gradient flips it first: no padding is met, so an inf or NaN in it is taken)."""
     _start(out, start)
     for t in range(planes.shape[0]):
-        valid(x[planes[t, 0], planes[t, 1]], k[planes[t, 2], planes[t, 3]], out[planes[t, 4], planes[t, 5]], True)
+        valid(x[planes[t, 0], planes[t, 1]], k[planes[t, 2], planes[t, 3]], out[planes[t, 4], planes[t, 5]], none == 0)
     return True
 
 
@@ -380,7 +379,8 @@ def correlate_planes(planes, p0, p1, flip, none, x, k, out, start):
     defines it. All on one compiled loop, the one small corr2d calls run. ``flip`` is the input
     gradient, a 'full' correlation whose padding is not part of the maths: an inf or NaN in ``k``
     must not meet it, so that call returns False and writes nothing; others return True. ``none``
-    is 0 (a variable: a constant would compile a second copy of the body). The arrays come last,
+    is 0 (a variable: a constant, even the True it makes, would compile a second copy of the
+    body that small corr2d calls compile: Numba types a literal argument apart). The arrays come last,
     so that a pass's other arguments can be bound once (:func:`fastcorr.conv.small_passes`)."""
     if flip and not finite_span(k.reshape(-1), 0, k.size):
         return False
@@ -390,14 +390,23 @@ def correlate_planes(planes, p0, p1, flip, none, x, k, out, start):
     for t in range(planes.shape[0]):
         o = out[planes[t, 4], planes[t, 5]]
         _border_task(none, o.shape[0], x[planes[t, 0], planes[t, 1]], k[planes[t, 2], planes[t, 3]], o, p0, p1,
-                     FILL, fill, none, none, none, none, True)
+                     FILL, fill, none, none, none, none, none == 0)
     return True
 
 
 @helper
 def _flipped(k, flip):
-    """``k`` (N-D, C-contiguous), or a C-contiguous copy of it reversed along its last two axes."""
-    return np.ascontiguousarray(k[..., ::-1, ::-1]) if flip else k
+    """``k`` (N-D, C-contiguous), or a C-contiguous copy of it reversed along its last two axes
+    (each kernel's taps in reverse order)."""
+    if not flip:
+        return k
+    taps = k.shape[-2] * k.shape[-1]
+    out = np.empty_like(k)
+    src, dst = k.reshape((k.size // taps, taps)), out.reshape((k.size // taps, taps))
+    for p in range(src.shape[0]):
+        for t in range(taps):
+            dst[p, t] = src[p, taps - 1 - t]
+    return out
 
 
 @helper
@@ -408,7 +417,9 @@ def _start(out, start):
         return
     for e in range(out.shape[0]):
         for f in range(out.shape[1]):
-            out[e, f] = start[f]
+            plane = out[e, f].reshape(-1)
+            for u in range(plane.shape[0]):
+                plane[u] = start[f]
 
 
 @shared
