@@ -11,7 +11,7 @@ from twins import run_as
 BOUNDARIES = [corr.FILL, corr.WRAP, corr.SYMM, corr.NEAREST, corr.MIRROR]
 
 
-INTERIOR_LOOPS = [corr.rows, corr.tile3x3, corr.tile5x5]
+INTERIOR_LOOPS = [corr.rows, corr.tile3x3, corr.band3x3, corr.tile5x5]
 BLOCK_EDGES = (corr.ROW_BLOCK - 1, corr.ROW_BLOCK, corr.ROW_BLOCK + 1, 2 * corr.ROW_BLOCK - 1)
 
 
@@ -27,8 +27,9 @@ def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
     k = (rng.standard_normal(shapes[1]) * 8).astype(dtype)
     (h, w), (kh, kw) = shapes
     names = {corr.FILL: "fill", corr.SYMM: "symm", corr.WRAP: "wrap", corr.NEAREST: "nearest", corr.MIRROR: "mirror"}
+    band = np.dtype(dtype) in corr._BAND_DTYPES
     loops = [loop for loop in INTERIOR_LOOPS if loop is corr.rows or (kh, kw) == (3, 3) and loop is corr.tile3x3
-             or (kh, kw) == (5, 5) and loop is corr.tile5x5 and np.dtype(dtype) in corr._BAND_DTYPES]
+             or (kh, kw) == (3, 3) and loop is corr.band3x3 and band or (kh, kw) == (5, 5) and loop is corr.tile5x5 and band]
     for boundary, (p0, p1) in itertools.product(BOUNDARIES, [(0, 0), (kh - 1, kw - 1), (kh // 2, 1)]):
         shape = (h + kh - 1 - p0 if p0 else max(h - kh + 1, 1), w + kw - 1 - p1 if p1 else max(w - kw + 1, 1))
         expected = naive.shifted_correlation(x, k, shape, p0, p1, names[boundary], dtype(3))
@@ -234,20 +235,22 @@ def _interior_of_twins(run, shape, dtype, parallel_steps):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_5x5_band_tile_matches_the_loops_at_every_block_edge(dtype, rng):
-    """Blocks of BAND_ROWS rows, the last overlapping, tasks shorter than a block, rows of a
-    vector and around it, narrower rows one element at a time; twins bit for bit."""
+@pytest.mark.parametrize("size, loop, mr", [(5, corr.tile5x5, corr.BAND_ROWS), (3, corr.band3x3, corr.BAND3_ROWS)],
+                         ids=["5x5", "3x3"])
+def test_the_band_tiles_match_the_loops_at_every_block_edge(dtype, size, loop, mr, rng):
+    """Blocks of BAND_ROWS (5x5) or BAND3_ROWS (3x3) rows, the last overlapping, tasks shorter
+    than a block, rows of a vector and around it, narrower rows one element at a time; twins
+    bit for bit."""
     lanes = simd.lanes(np.dtype(dtype).itemsize)
-    mr = corr.BAND_ROWS
     for rows, columns in itertools.product([1, mr - 1, mr, mr + 1, 2 * mr - 1, 3 * mr + 2],
                                            [1, lanes - 1, lanes, lanes + 1, 2 * lanes - 1, 3 * lanes + 5]):
-        x = (rng.standard_normal((rows + 6, columns + 7)) * 8).astype(dtype)
-        k = (rng.standard_normal((5, 5)) * 8).astype(dtype)
+        x = (rng.standard_normal((rows + size + 1, columns + size + 2)) * 8).astype(dtype)
+        k = (rng.standard_normal((size, size)) * 8).astype(dtype)
         shape = (rows + 2, columns + 3)  # border rows and columns around the interior
         r0, r1, c0, c1 = 1, rows + 1, 1, columns + 1
         expected = naive.shifted_correlation(x, k, shape, 1, 1, "fill", dtype(0))
         interior = _interior_of_twins(
-            lambda twin, out, step: getattr(corr.tile5x5, twin)(x, k, out, r0, r1, c0, c1, -1, -1, step),
+            lambda twin, out, step: getattr(loop, twin)(x, k, out, r0, r1, c0, c1, -1, -1, step),
             shape, dtype, [1, mr, mr + 1])
         tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(interior, expected[r0:r1, c0:c1], **tolerance)
@@ -339,22 +342,25 @@ def test_the_wide_tile_is_taken_only_where_it_fits():
 
 @pytest.mark.parametrize(
     "shape, kernel, out, pad, interior, loop",
-    [((64, 64), (3, 3), (62, 62), (0, 0), (0, 62, 0, 62), "tile3x3"),
+    [((64, 64), (3, 3), (62, 62), (0, 0), (0, 62, 0, 62), "band3x3"),
      ((64, 64), (5, 5), (64, 64), (2, 2), (2, 62, 2, 62), "tile5x5"),
      ((64, 64), (3, 4), (66, 67), (2, 3), (2, 64, 3, 64), "rows"),
      ((64, 4), (3, 9), (64, 4), (1, 4), (0, 0, 0, 0), None),
      ((1024, 1024), (15, 15), (1010, 1010), (0, 0), (0, 1010, 0, 1010), "rows"),
      # an interior one output narrower than a tile block (the 3x3 tile runs it in one loop)
-     ((64, 64), (3, 3), (64, 64), (1, 65 - corr.ROW_BLOCK), (1, 63, 65 - corr.ROW_BLOCK, 64), "tile3x3"),
+     ((64, 64), (3, 3), (64, 64), (1, 65 - corr.ROW_BLOCK), (1, 63, 65 - corr.ROW_BLOCK, 64), "band3x3"),
      ((64, 64), (5, 5), (64, 64), (2, 65 - corr.ROW_BLOCK), (2, 62, 65 - corr.ROW_BLOCK, 64), "tile5x5")],
 )
 def test_plan_splits_interior_and_border(shape, kernel, out, pad, interior, loop):
     assert corr.plan(np.dtype(np.float64), shape, kernel, out, *pad) == (interior, loop and getattr(corr, loop))
 
 
-def test_the_5x5_tile_is_planned_for_float32_and_float64_only():
+def test_the_band_tiles_are_planned_for_float32_and_float64_only():
     for dtype, loop in [(np.float32, corr.tile5x5), (np.float64, corr.tile5x5), (np.complex128, corr.rows), (np.int64, corr.rows)]:
         assert corr.plan(np.dtype(dtype), (64, 64), (5, 5), (60, 60), 0, 0) == ((0, 60, 0, 60), loop)
+    for dtype, loop in [(np.float32, corr.band3x3), (np.float64, corr.band3x3), (np.complex128, corr.tile3x3),
+                        (np.int64, corr.tile3x3)]:
+        assert corr.plan(np.dtype(dtype), (64, 64), (3, 3), (62, 62), 0, 0) == ((0, 62, 0, 62), loop)
 
 
 def test_pick_runs_small_work_serially():
