@@ -260,7 +260,7 @@ def _winograd_pays(weight_shape, out_shape, role: str = "forward") -> bool:
 
 def _tiny(geo: _Geometry, work: int, method: str) -> bool:
     """Few multiply-adds, stride and dilation 1, Winograd not asked for: the pass runs as a
-    a :data:`SmallPass`, on the correlation loop that small corr2d calls compile anyway (one
+    :data:`SmallPass`, on the correlation loop that small corr2d calls compile anyway (one
     compiled loop for everything small). Winograd never pays this small."""
     return work < _TINY_WORK and geo.sh == geo.sw == geo.dh == geo.dw == 1 and method != "winograd"
 
