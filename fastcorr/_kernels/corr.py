@@ -446,9 +446,9 @@ def _start(out, start):
         return
     for e in range(out.shape[0]):
         for f in range(out.shape[1]):
-            plane = out[e, f].reshape(-1)
-            for u in range(plane.shape[0]):
-                plane[u] = start[f]
+            for i in range(out.shape[2]):
+                for j in range(out.shape[3]):
+                    out[e, f, i, j] = start[f]
 
 
 @shared
