@@ -19,7 +19,8 @@ compiles only the loops it runs and no loop carries code it does not need:
   :func:`band3x3` and :func:`tile5x5` run blocks of rows (:data:`BAND3_ROWS`,
   :data:`BAND_ROWS`) on :func:`fastcorr._kernels.simd.band`, the 9 or 25 taps in registers;
   in other dtypes :func:`tile3x3` takes all nine taps in one pass over each output row (two
-  neighbouring rows at once from four source rows when rows are long); and
+  neighbouring rows at once from four source rows when integer rows are long: complex rows
+  in pairs took 2-5x the time of one by one); and
   :func:`rows` takes any kernel, three taps of a kernel row per pass over a block of
   columns that stays in L1. Their inner loops run over zero-based slices, so LLVM
   vectorises them. Kernels of :data:`WIDE_ROWS` rows or more on a finite float image take
@@ -216,7 +217,7 @@ def _tile3x3_task(i0, i1, x, k, out, c0, c1, dr, dc):
     s, e = c0 + dc, c1 + dc + 2
     for i in range(i0, i1, 2):
         r = i + dr
-        if i + 1 < i1 and n >= _PAIR_COLUMNS:
+        if i + 1 < i1 and n >= _PAIR_COLUMNS and not np.iscomplexobj(x):
             _tile3x3x2(out[i, c0:c1], out[i + 1, c0:c1], k, x[r, s:e], x[r + 1, s:e], x[r + 2, s:e], x[r + 3, s:e])
             continue
         for row in range(i, min(i + 2, i1)):
