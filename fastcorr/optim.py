@@ -119,7 +119,7 @@ class SGD:
                     buf *= self.momentum
                     buf += g
                 g = g + self.momentum * buf if self.nesterov else buf
-            np.subtract(p.data, self.lr * g, out=p.data)  # a float times p.dtype stays p.dtype
+            np.subtract(p.data, (self.lr * g).astype(p.dtype, copy=False), out=p.data)
 
     def __repr__(self) -> str:
         return (f"SGD({len(self.params)} parameters, lr={self.lr}, momentum={self.momentum}, "

@@ -155,8 +155,8 @@ def valid_tiled(x, k, out, work):
     if tile is None:
         correlate(x, k, out, 0, 0, FILL, out.dtype.type(0))
         return
-    twin, oh = tile.pick(work), out.shape[0]
-    twin(x, k, out, 0, oh, 0, out.shape[1], 0, 0, oh if twin is tile.serial else _rows_per_task(twin, tile, oh))
+    twin = tile.pick(work)
+    twin(x, k, out, 0, out.shape[0], 0, out.shape[1], 0, 0, _rows_per_task(twin, tile, out.shape[0]))
 
 
 def _inside(n, kn, on, p):
@@ -404,14 +404,15 @@ def small(x, k, out, p0, p1, boundary, fill, none):
 @shared
 def correlate_planes(planes, p0, p1, flip, none, x, k, out, start):
     """The small stride-1 passes of NCHW layers in one call: ``out[e, f]`` is ``start[f]`` (or
-    its own value, for an empty ``start``) plus, for each row ``(a, b, c, d, e, f)`` of ``planes`` in turn, the correlation of ``x[a, b]`` with
-    ``k[c, d]`` (flipped both ways when ``flip``), zero-padded by ``p0, p1`` as :func:`correlate`
-    defines it. All on one compiled loop, the one small corr2d calls run. ``flip`` is the input
-    gradient, a 'full' correlation whose padding is not part of the maths: an inf or NaN in ``k``
-    must not meet it, so that call returns False and writes nothing; others return True. ``none``
-    is 0 (a variable: a constant, even the True it makes, would compile a second copy of the
-    body that small corr2d calls compile: Numba types a literal argument apart). The arrays come last,
-    so that a pass's other arguments can be bound once (:func:`fastcorr.conv.small_passes`)."""
+    its own value, for an empty ``start``) plus, for each row ``(a, b, c, d, e, f)`` of
+    ``planes`` in turn, the correlation of ``x[a, b]`` with ``k[c, d]`` (flipped both ways when
+    ``flip``), zero-padded by ``p0, p1`` as :func:`correlate` defines it. All on one compiled
+    loop, the one small corr2d calls run. ``flip`` is the input gradient, a 'full' correlation
+    whose padding is not part of the maths: an inf or NaN in ``k`` must not meet it, so that
+    call returns False and writes nothing; others return True. ``none`` is 0 (a variable: a
+    constant, even the True it makes, would compile a second copy of the body that small
+    corr2d calls compile: Numba types a literal argument apart). The arrays come last, so that
+    a pass's other arguments can be bound once (:func:`fastcorr.conv.small_passes`)."""
     if flip and not finite_span(k.reshape(-1), 0, k.size):
         return False
     k = _flipped(k, flip)
