@@ -102,20 +102,16 @@ def warmup(dtypes: Sequence[DTypeLike] = (np.float32, np.float64), progress: boo
             raise ValueError(f"warmup: the kernels do not run in {dtype}; choose from "
                              f"{', '.join(sorted(map(str, _validate.KERNEL_DTYPES)))}")
     plan = [(dtype, name, call) for dtype in chosen for name, call in _steps(dtype)]
-    saved = _kernels.SERIAL_WORK
     start = time.perf_counter()
     done = 0
-    try:
-        with np.errstate(all="ignore"):
-            for twin, limit in (("serial", 2**62), ("parallel", 0)):
-                _kernels.SERIAL_WORK = limit
+    with np.errstate(all="ignore"):
+        for twin in ("serial", "parallel"):
+            with _kernels.forced(twin):
                 for dtype, name, call in plan:
                     if progress:
                         _bar(done, 2 * len(plan), f"{name}, {dtype}, {twin}", time.perf_counter() - start)
                     call()
                     done += 1
-    finally:
-        _kernels.SERIAL_WORK = saved
     if progress:
         _bar(done, done, "done", time.perf_counter() - start)
         print(file=sys.stderr)

@@ -1,5 +1,6 @@
 import itertools
 
+import numba
 import numpy as np
 import pytest
 
@@ -363,9 +364,35 @@ def test_the_band_tiles_are_planned_for_float32_and_float64_only():
         assert corr.plan(np.dtype(dtype), (64, 64), (3, 3), (62, 62), 0, 0) == ((0, 62, 0, 62), loop)
 
 
-def test_pick_runs_small_work_serially():
-    assert corr.rows.pick(_kernels.SERIAL_WORK - 1) is corr.rows.serial
-    assert corr.rows.pick(_kernels.SERIAL_WORK) is corr.rows.parallel
+def _doubled(a):
+    for i in numba.prange(a.shape[0]):
+        a[i] *= 2
+
+
+def test_pick_runs_small_work_serially_and_compiles_a_parallel_twin_on_its_second_call(monkeypatch, tmp_path):
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "first"))
+    loop = _kernels.Kernel(_doubled)
+    assert loop.pick(_kernels.SERIAL_WORK - 1) is loop.serial
+    assert loop.pick(_kernels.SERIAL_WORK) is loop.serial  # neither compiled nor cached: a one-off call runs serial
+    assert loop.pick(_kernels.SERIAL_WORK) is loop.parallel
+    assert loop.pick(_kernels.SERIAL_WORK - 1) is loop.serial
+    eager = _kernels.Kernel(_doubled)
+    assert eager.pick(_kernels.EAGER_WORK) is eager.parallel
+    a = np.arange(5.0)
+    loop.parallel(a)  # compiled, and saved in the cache
+    np.testing.assert_array_equal(a, 2 * np.arange(5.0))
+    cached = _kernels.Kernel(_doubled)
+    assert cached.pick(_kernels.SERIAL_WORK) is cached.parallel
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "second"))
+    compiled = _kernels.Kernel(_doubled)
+    compiled.parallel(a)  # compiled in this process (and saved in a cache no other kernel reads)
+    assert compiled.pick(_kernels.SERIAL_WORK) is compiled.parallel
+    with _kernels.forced("serial"):
+        assert compiled.pick(1 << 40) is compiled.serial
+    with _kernels.forced("parallel"):
+        fresh = _kernels.Kernel(_doubled)
+        assert fresh.pick(0) is fresh.parallel
+    assert fresh.pick(_kernels.SERIAL_WORK - 1) is fresh.serial
 
 
 def test_twins_have_their_own_cache_entries():

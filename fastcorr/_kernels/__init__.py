@@ -9,6 +9,7 @@ serial one. Compiled code is cached on disk by :mod:`fastcorr._kernels._cache`.
 
 from __future__ import annotations
 
+import contextlib
 import types
 
 import numba
@@ -20,6 +21,12 @@ _threading.load_tbb()
 #: Below this many multiply-adds a parallel launch costs more than it saves: waking
 #: TBB's workers after an idle spell costs 50-250 us on a 2-core VM (measured).
 SERIAL_WORK = 1 << 20
+#: A parallel twin costs 0.3-0.7 s to compile on top of its serial twin (parfor lowering),
+#: more than the serial twin takes for a call of fewer multiply-adds than this (10-30 ms on
+#: one core). So in a process where a kernel's parallel twin is neither compiled nor cached,
+#: its first call of ``SERIAL_WORK`` or more (but fewer than this) runs serial, and the
+#: parallel twin is compiled by the next one: a one-off call never pays for it.
+EAGER_WORK = 1 << 27
 
 _OPTIONS = dict(nogil=True, error_model="numpy")
 
@@ -49,10 +56,29 @@ class Kernel:
         serial.__qualname__ = fn.__qualname__ + "_serial"
         serial.__module__ = fn.__module__
         self.serial = _compiled(serial, reassociate)
+        self._parallel_due = False
 
     def pick(self, work: int):
-        """The twin to run for ``work`` multiply-adds."""
-        return self.serial if work < SERIAL_WORK else self.parallel
+        """The twin to run for ``work`` multiply-adds (see :data:`EAGER_WORK`)."""
+        if work < SERIAL_WORK:
+            return self.serial
+        if self._parallel_due or work >= EAGER_WORK or self.parallel.overloads or _cache.saved(self.parallel):
+            self._parallel_due = True
+            return self.parallel
+        self._parallel_due = True
+        return self.serial
+
+
+@contextlib.contextmanager
+def forced(twin: str):
+    """Inside, every kernel runs as its ``twin`` ('serial' or 'parallel'), whatever the work."""
+    global SERIAL_WORK, EAGER_WORK
+    saved = SERIAL_WORK, EAGER_WORK
+    SERIAL_WORK, EAGER_WORK = (2**62, 2**62) if twin == "serial" else (0, 0)
+    try:
+        yield
+    finally:
+        SERIAL_WORK, EAGER_WORK = saved
 
 
 def kernel(fn: types.FunctionType | None = None, *, reassociate: bool = False):

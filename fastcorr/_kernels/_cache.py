@@ -222,6 +222,15 @@ def attach(dispatcher) -> None:
     dispatcher._cache = LazyCache(dispatcher.py_func)
 
 
+def saved(dispatcher) -> bool:
+    """Whether the disk cache holds an index of compiled code for ``dispatcher`` (whether it
+    is valid for these sources is found out on loading)."""
+    cache = dispatcher._cache
+    real = cache._get() if isinstance(cache, LazyCache) else cache
+    index = getattr(getattr(real, "_cache_file", None), "_index_path", None)
+    return index is not None and os.path.exists(index)
+
+
 def interactive() -> bool:
     """An interactive session (a prompt, ``python -i``, IPython or Jupyter), unless ``FASTCORR_QUIET`` is set."""
     if os.environ.get("FASTCORR_QUIET", "").strip().lower() not in ("", "0", "false", "no"):

@@ -201,7 +201,7 @@ def pad_planes(x, xp, pt, pl, wp, finite):
         n, c = np.int64(task) // x.shape[1], np.int64(task) % x.shape[1]
         _padded(x[n, c], xp[n, c], pt, pl, wp)
         if finite.shape[0]:
-            finite[task] = finite_span(xp[n, c], 0, xp.shape[2])  # while the plane is in cache
+            finite[task] = finite_span(xp[n, c], np.int64(0), xp.shape[2])  # while the plane is in cache
 
 
 @helper
@@ -489,7 +489,7 @@ def _weight_grad_flat_task(task, xp, dy, dwt, groups, wp, per, offsets, length):
     sums = np.zeros((c1 - c0) * rows * padded, dwt.dtype)
     for n in range(n_batch):
         for q in range(nq):
-            _padded(dy[n, o0 + q], lanes[q * length : (q + 1) * length], 0, 0, wp)
+            _padded(dy[n, o0 + q], lanes[q * length : (q + 1) * length], np.int64(0), np.int64(0), wp)
         # Runs of positions short enough that the rows of dY stay in L1 across channels and taps.
         for t0 in range(0, length, _DOT_RUN):
             run = min(_DOT_RUN, length - t0)
@@ -719,7 +719,7 @@ def channels_last(x, xh, hp, wp, pt, pl, finite):
             for j in range(row.shape[0]):
                 row[j] = 0
         if finite.shape[0]:
-            finite[task] = finite_span(row, 0, row.shape[0])
+            finite[task] = finite_span(row, np.int64(0), row.shape[0])
     for j in range(n_batch * hp * wp * c_count, xh.shape[0]):
         xh[j] = 0
 

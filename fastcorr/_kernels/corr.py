@@ -413,7 +413,7 @@ def correlate_planes(planes, p0, p1, flip, none, x, k, out, start):
     constant, even the True it makes, would compile a second copy of the body that small
     corr2d calls compile: Numba types a literal argument apart). The arrays come last, so that
     a pass's other arguments can be bound once (:func:`fastcorr.conv.small_passes`)."""
-    if flip and not finite_span(k.reshape(-1), 0, k.size):
+    if flip and not finite_span(k.reshape(-1), np.int64(0), k.size):
         return False
     k = _flipped(k, flip)
     _start(out, start)
@@ -421,7 +421,7 @@ def correlate_planes(planes, p0, p1, flip, none, x, k, out, start):
     for t in range(planes.shape[0]):
         o = out[planes[t, 4], planes[t, 5]]
         _border_task(none, o.shape[0], x[planes[t, 0], planes[t, 1]], k[planes[t, 2], planes[t, 3]], o, p0, p1,
-                     FILL, fill, none, none, none, none, none == 0)
+                     np.int64(FILL), fill, none, none, none, none, none == 0)
     return True
 
 
