@@ -135,16 +135,16 @@ def test_a_body_is_called_by_symbol_not_compiled_into_its_callers():
 
     from fastcorr._kernels import _link, corr
 
-    x, k, out = np.ones((5, 6)), np.ones((2, 2)), np.zeros((4, 5))
-    args = (x, k, out, 0, 0, corr.FILL, 0.0, 0, 0, 0, 0, corr.strip_columns(6, 5, 2, 0, 0, 0, corr.FILL), False, 4)
-    corr.border.serial(*args)
+    x, k, out = np.ones((1, 5, 6)), np.ones((1, 2, 2)), np.zeros((1, 4, 5))
+    args = (x, k, out, np.zeros((1, 1), np.int64), 0, 0, corr.FILL, 0.0, 1, 4)
+    corr.stack.serial(*args)
     assert (out == 4).all()
-    caller = corr.border.serial.overloads[tuple(numba.typeof(a) for a in args)]
+    caller = corr.stack.serial.overloads[tuple(numba.typeof(a) for a in args)]
     linked = {f.name: f.is_declaration for f in caller.library._get_module_for_linking().functions}
-    (body,) = (b for b in corr._border_task.overloads.values() if b.fndesc.mangled_name in linked)
+    (body,) = (b for b in corr._stack_task.overloads.values() if b.fndesc.mangled_name in linked)
     symbol = body.fndesc.mangled_name
     assert linked[symbol]  # declared, not defined: its code is the body's own
-    callee = (corr.__name__, "_border_task", tuple(body.signature.args), symbol)
+    callee = (corr.__name__, "_stack_task", tuple(body.signature.args), symbol)
     codegen = caller.library.codegen
     assert _link.load([callee], codegen)
     assert not _link.load([(*callee[:3], symbol + "_gone")], codegen)  # its caller is then recompiled

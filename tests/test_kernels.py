@@ -396,7 +396,18 @@ def test_pick_runs_small_work_serially_and_compiles_a_parallel_twin_on_its_secon
 
 
 def test_twins_have_their_own_cache_entries():
-    assert corr.rows.serial.py_func.__qualname__ != corr.rows.parallel.py_func.__qualname__
+    assert corr.stack.serial.py_func.__qualname__ != corr.stack.parallel.py_func.__qualname__
+
+
+def test_an_interior_loops_serial_twin_is_its_body_over_every_row():
+    x, k = np.arange(42.0).reshape(6, 7), np.array([[1.0, -2.0], [0.5, 3.0]])
+    for loop in (corr.rows, corr.tile3x3, corr.band3x3, corr.tile5x5):
+        assert not isinstance(loop.serial, numba.core.registry.CPUDispatcher)
+    out = np.full((5, 6), np.nan)
+    corr.rows.serial(x, k, out, 1, 4, 2, 5, 0, 0, 1)
+    expected = np.full((5, 6), np.nan)
+    expected[1:4, 2:5] = naive.corr2d(x, k)[1:4, 2:5]
+    np.testing.assert_allclose(out, expected, rtol=1e-15)
 
 
 @pytest.mark.parametrize("twin", ["serial", "parallel"])

@@ -1,10 +1,12 @@
 """Numba kernels: loops on validated, C-contiguous arrays, nothing else.
 
-Every loop is compiled twice by :func:`kernel`, once parallel and once serial, and
-:meth:`Kernel.pick` is the one place that decides which one runs. A loop's body (one task:
-an output row, a plane) is a :func:`shared` function, compiled once per signature and
-called by both twins, so that the parallel twin costs little more to compile than the
-serial one. Compiled code is cached on disk by :mod:`fastcorr._kernels._cache`.
+Every loop has two twins made by :func:`kernel`, parallel and serial, and :meth:`Kernel.pick`
+is the one place that decides which one runs (and when a parallel twin is worth compiling:
+:data:`EAGER_WORK`). A loop's body (one task: an output row, a plane) is a :func:`shared`
+function, compiled once per signature and called by both twins, so that a twin costs
+little more to compile than its loop; where one call of the body can do every task, the
+serial twin is that call, made from Python (:meth:`Kernel.serially`). Compiled code is
+cached on disk by :mod:`fastcorr._kernels._cache`.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def _compiled(fn: types.FunctionType, reassociate: bool = False, **options):
 
 
 class Kernel:
-    """A loop compiled twice: ``parallel`` (prange spread over threads) and ``serial``."""
+    """A loop and its twins: ``parallel`` (prange spread over threads) and ``serial`` (the loop
+    compiled without threads, or what :meth:`serially` gives)."""
 
     def __init__(self, fn: types.FunctionType, reassociate: bool = False):
         self.__name__ = fn.__name__
@@ -57,6 +60,13 @@ class Kernel:
         serial.__module__ = fn.__module__
         self.serial = _compiled(serial, reassociate)
         self._parallel_due = False
+
+    def serially(self, whole):
+        """Decorator: ``whole``, a Python function of the loop's arguments that calls the loop's
+        body once for all its tasks, becomes the serial twin (a twin compiled for one call of the
+        body would cost 0.15-0.2 s to compile, and run no faster)."""
+        self.serial = whole
+        return whole
 
     def pick(self, work: int):
         """The twin to run for ``work`` multiply-adds (see :data:`EAGER_WORK`)."""

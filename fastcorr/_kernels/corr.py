@@ -257,6 +257,18 @@ def _tile5x5_task(i0, i1, x, k, out, c0, c1, dr, dc):
         _band5x5(flat_out, i * ldo + c0, ldo, flat_x, (i + dr) * ldx + c0 + dc, ldx, taps, c1 - c0)
 
 
+def _whole_interior(task):
+    """The serial twin of an interior loop: its body ``task`` over all the rows at once."""
+    def serial(x, k, out, r0, r1, c0, c1, dr, dc, step):
+        task(r0, r1, x, k, out, c0, c1, dr, dc)
+    serial.__qualname__ = task.__name__ + "_whole"
+    return serial
+
+
+for _loop, _task in [(rows, _rows_task), (tile3x3, _tile3x3_task), (band3x3, _band3x3_task), (tile5x5, _tile5x5_task)]:
+    _loop.serially(_whole_interior(_task))
+
+
 # Tall kernels: the interior on the register tile.
 
 #: Kernels of this many rows or more, float32 or float64, run their interior on :func:`wide`
@@ -310,6 +322,11 @@ def _wide_task(b0, b1, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns)
             j = min(j0, c1 - columns)  # the last tile overlaps the one before it
             tile(out.ravel(), i * out.shape[1] + j, out.shape[1], packed, 0, x.ravel(),
                  (i + dr) * x.shape[1] + j + dc, offsets, offsets.shape[0], mr, False)
+
+
+@wide.serially
+def _wide_whole(x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns, step):
+    _wide_task(0, (r1 - r0) // TILE_ROWS, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns)
 
 
 # The border: every output outside the interior rectangle [r0, r1) x [c0, c1).
@@ -474,6 +491,13 @@ def _strips(i0, i1, x, k, out, p0, c0, c1, columns, fill, accumulate):
     for i in range(i0, i1):
         _strip(x, k, out, i, 0, c0, columns[:left], p0, fill, accumulate)
         _strip(x, k, out, i, c1, out.shape[1], columns[left:], p0, fill, accumulate)
+
+
+@border.serially
+def _border_whole(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, columns, accumulate, step):
+    _border_task(0, out.shape[0], x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate)
+    if r0 < r1:
+        _strips(r0, r1, x, k, out, p0, c0, c1, columns, fill, accumulate)
 
 
 @helper
