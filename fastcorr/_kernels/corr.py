@@ -493,13 +493,6 @@ def _strips(i0, i1, x, k, out, p0, c0, c1, columns, fill, accumulate):
         _strip(x, k, out, i, c1, out.shape[1], columns[left:], p0, fill, accumulate)
 
 
-@border.serially
-def _border_whole(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, columns, accumulate, step):
-    _border_task(0, out.shape[0], x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate)
-    if r0 < r1:
-        _strips(r0, r1, x, k, out, p0, c0, c1, columns, fill, accumulate)
-
-
 @helper
 def _strip(x, k, out, i, lo, hi, columns, p0, fill, accumulate):
     """``out[i, lo:hi]`` (``+=`` when ``accumulate``) of a middle row, whose source rows are all
