@@ -76,12 +76,13 @@ def transformed_weights(weight, blocks):
     """``U[xi][o, c] = (G w[o, c] G^T)[xi]``, computed in float64 and packed for
     :func:`fastcorr._kernels.simd.tile`: point ``xi``, block ``ob`` of ``TILE_ROWS`` output
     channels, input channel ``c``, row ``i`` of the block (zeros past O). One product with
-    ``G (x) G`` (numpy's: a kernel of its own would cost a compile for a few microseconds)."""
+    ``G (x) G``, numpy's (a kernel of its own would cost a compile, and run no faster)."""
     mr = simd.TILE_ROWS
     o_count, c_count = weight.shape[:2]
-    u = np.zeros((blocks * mr, c_count, POINTS))
-    u[:o_count] = (weight.reshape(o_count * c_count, 9) @ _GG.T).reshape(o_count, c_count, POINTS)
-    return u.reshape(blocks, mr, c_count, POINTS).transpose(3, 0, 2, 1).astype(weight.dtype, order="C").ravel()
+    taps = np.zeros((blocks * mr, c_count, 9))
+    taps[:o_count] = weight.reshape(o_count, c_count, 9)
+    taps = taps.reshape(blocks, mr, c_count, 9).transpose(3, 0, 2, 1).reshape(9, -1)  # (tap, ob, c, i)
+    return (_GG @ taps).astype(weight.dtype, copy=False).ravel()
 
 
 _GG = np.kron(G, G)
@@ -344,9 +345,10 @@ def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plan
                          False)
             if c0 > 0:
                 for xi in range(POINTS):
-                    start = xi * ldm
-                    for j in range(start, start + (o1 - o0) * t_count):
-                        products[j] += partial[j]
+                    start, length = xi * ldm, (o1 - o0) * t_count
+                    dst, src = products[start : start + length], partial[start : start + length]
+                    for j in range(length):  # zero-based: no negative-index wraparound to stop it vectorising
+                        dst[j] += src[j]
         for o in range(o0, o1):
             for first in range(0, t_count, count):
                 transform_output(flat, o * oh * ow, products, (o - o0) * t_count + first, ldm, bias[o], y_at, rows,
