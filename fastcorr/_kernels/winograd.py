@@ -75,17 +75,32 @@ def _two_d(one_d, grid):
 def transformed_weights(weight, blocks):
     """``U[xi][o, c] = (G w[o, c] G^T)[xi]``, computed in float64 and packed for
     :func:`fastcorr._kernels.simd.tile`: point ``xi``, block ``ob`` of ``TILE_ROWS`` output
-    channels, input channel ``c``, row ``i`` of the block (zeros past O). One product with
-    ``G (x) G``, numpy's (a kernel of its own would cost a compile, and run no faster)."""
+    channels, input channel ``c``, row ``i`` of the block (zeros past O)."""
+    packed = np.zeros((POINTS, blocks, weight.shape[1], simd.TILE_ROWS), weight.dtype)
+    _pack_weights(weight, packed)
+    return packed.ravel()
+
+
+@shared
+def _pack_weights(weight, packed):
     mr = simd.TILE_ROWS
-    o_count, c_count = weight.shape[:2]
-    taps = np.zeros((blocks * mr, c_count, 9))
-    taps[:o_count] = weight.reshape(o_count, c_count, 9)
-    taps = taps.reshape(blocks, mr, c_count, 9).transpose(3, 0, 2, 1).reshape(9, -1)  # (tap, ob, c, i)
-    return (_GG @ taps).astype(weight.dtype, copy=False).ravel()
+    o_count = weight.shape[0]
+    rows = np.empty((PATCH, 3))
+    for ob in range(packed.shape[1]):
+        for c in range(weight.shape[1]):
+            for i in range(min(mr, o_count - ob * mr)):
+                _pack_one(weight[ob * mr + i, c], packed[:, ob, c, i], rows)
 
 
-_GG = np.kron(G, G)
+@helper
+def _pack_one(w, target, rows):
+    """``target[p * 6 + q] = (G w G^T)[p, q]``, ``rows`` the scratch for ``G w``."""
+    for p in range(PATCH):
+        for b in range(3):
+            rows[p, b] = G[p, 0] * w[0, b] + G[p, 1] * w[1, b] + G[p, 2] * w[2, b]
+    for p in range(PATCH):
+        for q in range(PATCH):
+            target[p * PATCH + q] = rows[p, 0] * G[q, 0] + rows[p, 1] * G[q, 1] + rows[p, 2] * G[q, 2]
 
 
 class _VectorOps:
