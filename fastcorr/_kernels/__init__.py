@@ -23,7 +23,7 @@ _threading.load_tbb()
 #: Below this many multiply-adds a parallel launch costs more than it saves: waking
 #: TBB's workers after an idle spell costs 50-250 us on a 2-core VM (measured).
 SERIAL_WORK = 1 << 20
-#: A parallel twin costs 0.3-0.7 s to compile on top of its serial twin (parfor lowering),
+#: A parallel twin costs 0.3-0.7 s to compile on top of the loop's body (parfor lowering),
 #: more than the serial twin takes for a call of fewer multiply-adds than this (10-30 ms on
 #: one core). So in a process where a kernel's parallel twin is neither compiled nor cached,
 #: its first call of ``SERIAL_WORK`` or more (but fewer than this) runs serial, and the
