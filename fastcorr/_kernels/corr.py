@@ -326,7 +326,9 @@ def _wide_task(b0, b1, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns)
 
 @wide.serially
 def _wide_whole(x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns, step):
-    _wide_task(0, (r1 - r0) // TILE_ROWS, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns)
+    blocks = (r1 - r0) // TILE_ROWS
+    if blocks:  # as the loop: no task without a whole block of rows
+        _wide_task(0, blocks, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns)
 
 
 # The border: every output outside the interior rectangle [r0, r1) x [c0, c1).

@@ -85,11 +85,17 @@ def transformed_weights(weight, blocks):
 def _pack_weights(weight, packed):
     mr = simd.TILE_ROWS
     o_count = weight.shape[0]
-    rows = np.empty((PATCH, 3))
+    rows, block = np.empty((PATCH, 3)), np.empty((POINTS, mr))
     for ob in range(packed.shape[1]):
+        n = min(mr, o_count - ob * mr)
         for c in range(weight.shape[1]):
-            for i in range(min(mr, o_count - ob * mr)):
-                _pack_one(weight[ob * mr + i, c], packed[:, ob, c, i], rows)
+            for i in range(n):
+                _pack_one(weight[ob * mr + i, c], block[:, i], rows)
+            # Point by point, the block's row is ``n`` neighbouring elements of ``packed`` (written
+            # one transform at a time, each of its 36 points would land on a page of its own).
+            for xi in range(POINTS):
+                for i in range(n):
+                    packed[xi, ob, c, i] = block[xi, i]
 
 
 @helper
