@@ -410,6 +410,19 @@ def test_an_interior_loops_serial_twin_is_its_body_over_every_row():
     np.testing.assert_allclose(out, expected, rtol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_finite_check_reads_its_span_with_plain_vector_loads(dtype):
+    """A loop from a run-time start keeps Numba's negative-index wraparound, which x86 LLVM
+    vectorises into a gather per vector of elements (several times slower)."""
+    from fastcorr._kernels import scan
+
+    fresh = numba.njit(fastmath=_kernels._fastmath(True), **_kernels._OPTIONS)(scan.finite_span.py_func)  # uncached
+    a = np.ones(100, dtype)
+    assert fresh(a, 3, 97) and not fresh(np.r_[a, np.inf], 3, 101)
+    asm = fresh.inspect_asm(fresh.signatures[0]).lower()
+    assert "gather" not in asm
+
+
 @pytest.mark.parametrize("twin", ["serial", "parallel"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, None])

@@ -16,7 +16,7 @@ def finite_span(flat, lo, hi):
     full_width()
     zero = flat.dtype.type(0)  # an int 0 would make the sum float64
     acc = zero
-    span = flat[lo:hi]  # a zero-based loop: no negative-index wraparound to stop it vectorising
+    span = flat[lo:hi]  # a zero-based loop: no negative-index wraparound (vectorised, it reads by gathers)
     for i in range(span.shape[0]):
         acc += span[i] * zero
     return acc == zero
