@@ -164,11 +164,13 @@ def conv2d(
 
     Notes
     -----
-    Accuracy contract: for finite inputs every method's result ``y`` is within
-    ``2e-5 * max|y64|`` of the exact result ``y64`` in float32, and within
-    ``1e-13 * max|y64|`` in float64 (measured, with values spread over up to 12 orders of
-    magnitude and up to 512 channels: direct 2e-7 to 3e-6 and Winograd 1e-6 to 1.3e-5 in
-    float32; Winograd 6e-15 to 1.4e-14 in float64).
+    Accuracy contract: for finite inputs every method's result ``y`` is within ``2e-5 * S`` of
+    the exact result ``y64`` in float32, and within ``1e-13 * S`` in float64, ``S`` the
+    largest sum of absolute terms, ``max(|x| * |w| + |b|)`` (``*`` the same convolution): a
+    small multiple of ``max|y64|`` where the outputs do not all nearly cancel. Measured against
+    ``max|y64|``, with values spread over up to 12 orders of magnitude and up to 512 channels:
+    direct 2e-7 to 3e-6 and Winograd 1e-6 to 1.3e-5 in float32; Winograd 6e-15 to 1.4e-14 in
+    float64.
     With 'auto' an inf or NaN lands where direct convolution puts it; Winograd asked for
     explicitly spreads it over the 4x4 output blocks whose 6x6 input block holds it.
 
