@@ -300,10 +300,10 @@ def small_passes(x_shape, w_shape, geo: _Geometry, method: str) -> tuple[SmallPa
     n, o, c = (a.ravel() for a in np.meshgrid(np.arange(n_batch), np.arange(o_count), np.arange(cg), indexing="ij"))
     channel = o // og * cg + c  # the input channel that output channel o meets
 
-    def small(x, k, out, columns, p0, p1, flip=False):
-        # Rows of (a, b, c, d, e, f): out[e, f] takes x[a, b] correlated with k[c, d].
+    def small(in_shape, k_shape, out_shape, columns, p0, p1, flip=False):
+        # Rows of (a, b, c, d, e, f): out[e, f] takes in[a, b] correlated with k[c, d].
         planes = np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.int64)
-        if not _corr.inside(x, k, out, p0, p1):
+        if not _corr.inside(in_shape, k_shape, out_shape, p0, p1):
             return functools.partial(_corr.correlate_planes, planes, p0, p1, flip, 0)
         return functools.partial(_flipped_valid if flip else _corr.valid_planes, planes, 0)
 

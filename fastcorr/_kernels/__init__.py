@@ -72,11 +72,9 @@ class Kernel:
         """The twin to run for ``work`` multiply-adds (see :data:`EAGER_WORK`)."""
         if work < SERIAL_WORK:
             return self.serial
-        if self._parallel_due or work >= EAGER_WORK or self.parallel.overloads or _cache.saved(self.parallel):
-            self._parallel_due = True
-            return self.parallel
+        ready = self._parallel_due or work >= EAGER_WORK or self.parallel.overloads or _cache.saved(self.parallel)
         self._parallel_due = True
-        return self.serial
+        return self.parallel if ready else self.serial
 
 
 @contextlib.contextmanager

@@ -267,6 +267,7 @@ def _whole_interior(task):
 
 for _loop, _task in [(rows, _rows_task), (tile3x3, _tile3x3_task), (band3x3, _band3x3_task), (tile5x5, _tile5x5_task)]:
     _loop.serially(_whole_interior(_task))
+del _loop, _task
 
 
 # Tall kernels: the interior on the register tile.
