@@ -368,7 +368,7 @@ def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plan
                 for xi in range(POINTS):
                     start, length = xi * ldm, (o1 - o0) * t_count
                     dst, src = products[start : start + length], partial[start : start + length]
-                    for j in range(length):  # zero-based: no negative-index wraparound (read by gathers)
+                    for j in range(length):  # zero-based, as the other accumulation loops
                         dst[j] += src[j]
         for o in range(o0, o1):
             for first in range(0, t_count, count):
