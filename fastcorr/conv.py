@@ -242,11 +242,12 @@ def _runs_winograd(method: str, geo: _Geometry, weight_shape, out_shape, operand
 
 def _winograd_pays(weight_shape, out_shape, role: str = "forward") -> bool:
     """Winograd is faster than direct convolution here: measured on an Intel Xeon (Emerald Rapids,
-    AVX-512), 1 and 2 threads, float32 and float64, it took 0.5-0.95x direct's time from 16 to
-    128 input and 32 or more output channels, and lost with fewer (its transforms cost more than
-    the multiplies they save: 1.03-1.21x with 16 in and 16 out), with 256 input channels in
-    float32, and below a few hundred 4x4 tiles of output (a task's chunk of tiles half empty,
-    its fixed costs unshared)."""
+    AVX-512), 2 threads, float32 and float64, over 1568 and 2048 4x4 tiles of output, it took
+    0.44-0.92x direct's time from 16 to 128 input and 32 or more output channels (1.01x at 16
+    by 32 on 56x56 images, whose rows of 14 tiles are padded to 16), and lost or tied with
+    fewer (its transforms cost more than the multiplies they save: 0.72-1.08x with 16 output
+    channels, 1.2-2.1x with 8), with 8 input channels (0.65-1.24x), and below a few hundred
+    tiles (a task's chunk of tiles half empty, its fixed costs unshared: 0.78-1.8x over 64)."""
     o_count, c_count = weight_shape[:2]
     n_batch, _, oh, ow = out_shape
     tiles = n_batch * -(-oh // 4) * -(-ow // 4)

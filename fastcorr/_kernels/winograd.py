@@ -11,9 +11,11 @@ register tile :func:`fastcorr._kernels.simd.tile`.
 A task takes a chunk of ``TILE_VECTORS * lanes`` consecutive tiles (numbered over images,
 tile rows and tile columns) and keeps everything it makes in its thread's scratch: the
 transformed patches of every channel (:func:`transform_input`, a vector of tiles at a time,
-gathered from the zero-padded input), the products, and then the output transform
-(:func:`transform_output`), which adds the bias and writes each tile's part inside the
-output, the rest of a tile at the bottom and right edges masked off.
+loaded from the zero-padded input a :func:`group` of neighbouring tiles at a time), the
+products, and then the output transform (:func:`transform_output`), which adds the bias and
+writes each tile's part inside the output, the rest of a tile at the bottom and right edges
+masked off. A row of tiles is a whole number of groups: the tiles past the right edge that
+this adds read zeros and are not stored.
 
 The transforms mix every value of a patch into every output of its tile, so an inf or NaN
 spreads over whole tiles (inf - inf is NaN): callers that want direct convolution's placement
@@ -131,31 +133,51 @@ class _VectorOps:
         return self.builder.call(self.fma_, [self.constant(k), a, b])
 
 
-def _addresses(context, builder, array_type, array, offsets_type, offsets, first, base, count):
-    """The addresses of ``array[offsets[first + l] + base]`` for the lanes ``l < count`` (a vector
-    of i64), the element size in bytes, and the array's pointer type."""
-    i64 = ir.IntType(64)
-    index = ir.VectorType(i64, count)
+def group(count: int) -> int:
+    """Tiles per group: the tiles whose patch rows one vector load covers (four values each)."""
+    return max(1, count // M)
+
+
+def _picked(builder, sources, lane_of, count):
+    """A vector of ``count`` lanes, lane ``l`` taken from ``sources[l // size]`` (equal vectors)
+    at ``lane_of(l % size)``, where ``size = count // len(sources)``: shuffles of two sources at
+    a time, then of the halves so made (lanes a shuffle does not fill take lane 0, then are replaced)."""
+    i32 = ir.IntType(32)
+    width, size = sources[0].type.count, count // len(sources)
+    parts = []
+    for j in range(0, len(sources), 2):
+        pair = sources[j : j + 2]
+        mask = [None] * count
+        for g in range(len(pair)):
+            for k in range(size):
+                mask[(j + g) * size + k] = g * width + lane_of(k)
+        parts.append((builder.shuffle_vector(pair[0], pair[-1], ir.Constant(
+            ir.VectorType(i32, count), [m or 0 for m in mask])), set(range(j, j + len(pair)))))
+    while len(parts) > 1:
+        merged = []
+        for (a, left), (b, right) in zip(parts[0::2], parts[1::2]):
+            mask = [l if l // size in left else count + l if l // size in right else None for l in range(count)]
+            merged.append((builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, count),
+                                                                    [m or 0 for m in mask])), left | right))
+        parts = merged + parts[len(merged) * 2 :]
+    return parts[0][0]
+
+
+def _group_starts(context, builder, array_type, array, table_type, table, first, base, groups, size):
+    """Element pointers ``array + table[first + g * size] + base`` for ``g < groups``."""
     data = context.make_array(array_type)(context, builder, value=array).data
-    table = context.make_array(offsets_type)(context, builder, value=offsets).data
-    start = builder.gep(table, [first])
-    lanes = builder.load(builder.bitcast(start, index.as_pointer()), align=8)
-    size = array_type.dtype.bitwidth // 8
-    bytes_ = builder.mul(builder.add(lanes, simd._splat(builder, base, index)),
-                         ir.Constant(index, [size] * count))
-    return builder.add(simd._splat(builder, builder.ptrtoint(data, i64), index), bytes_), size, data.type
-
-
-def _lane_pointers(builder, addresses, step, pointer_type):
-    """The vector of pointers ``addresses + step`` (bytes)."""
-    return builder.inttoptr(builder.add(addresses, ir.Constant(addresses.type, [step] * addresses.type.count)),
-                            ir.VectorType(pointer_type, addresses.type.count))
+    entries = context.make_array(table_type)(context, builder, value=table).data
+    return [builder.gep(data, [builder.add(builder.load(builder.gep(entries, [
+        builder.add(first, ir.Constant(ir.IntType(64), g * size))])), base)]) for g in range(groups)]
 
 
 @intrinsic
 def transform_input(typingctx, v, v_off, ldv, x, x_at, first, base, pitch):
     """``v[v_off + xi * ldv + l] = (B^T d B)[xi]`` for one vector of tiles ``l``, where ``d`` is
-    the 6x6 patch ``x[x_at[first + l] + base + r * pitch + s]``, ``r, s < 6``."""
+    the 6x6 patch ``x[x_at[first + l] + base + r * pitch + s]``, ``r, s < 6``. The tiles come in
+    groups of :func:`group` side by side in a row (``x_at[first + l]`` is ``4 * (l % size)`` past
+    the group's first, the only one read): each row of a group's patches is two vector loads,
+    dealt out to the tiles' six columns by shuffles."""
     dtype = v.dtype
     if dtype not in (types.float32, types.float64):
         raise TypingError(f"transform_input: v must hold float32 or float64, got {v}")
@@ -163,34 +185,31 @@ def transform_input(typingctx, v, v_off, ldv, x, x_at, first, base, pitch):
     simd.check_flat("transform_input", x, "x", dtype)
     simd.check_flat("transform_input", x_at, "x_at", types.int64)
     count = simd.lanes(dtype.bitwidth // 8)
+    size = group(count)
 
     def codegen(context, builder, sig, args):
         t = sig.args
+        i64 = ir.IntType(64)
         vector, fma, _, store = simd._vectors(context, builder, dtype, count)
+        _, _, load, _ = simd._vectors(context, builder, dtype, M * size)
 
         def intp(i):
             return context.cast(builder, args[i], t[i], types.intp)
 
-        addresses, size, pointer = _addresses(context, builder, t[3], args[3], t[4], args[4], intp(5), intp(6), count)
-        pitch_ = builder.mul(intp(7), ir.Constant(ir.IntType(64), size))
-        gather = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector, [ir.VectorType(pointer, count), ir.IntType(32),
-                                                     ir.VectorType(ir.IntType(1), count), vector]),
-            f"llvm.masked.gather.v{count}f{dtype.bitwidth}.v{count}p0")
-        everywhere = ir.Constant(ir.VectorType(ir.IntType(1), count), [1] * count)
+        starts = _group_starts(context, builder, t[3], args[3], t[4], args[4], intp(5), intp(6), count // size, size)
         patch = []
         for r in range(PATCH):
-            row = builder.add(addresses, simd._splat(builder, builder.mul(pitch_, ir.Constant(ir.IntType(64), r)),
-                                                     addresses.type))
-            patch.append([builder.call(gather, [_lane_pointers(builder, row, s * size, pointer),
-                                                ir.Constant(ir.IntType(32), size), everywhere,
-                                                ir.Constant(vector, ir.Undefined)]) for s in range(PATCH)])
+            rows = [builder.gep(start, [builder.mul(intp(7), ir.Constant(i64, r))]) for start in starts]
+            left = [load(row) for row in rows]  # values 0 .. 4 * size - 1 of the group's row
+            right = [load(builder.gep(row, [ir.Constant(i64, 2)])) for row in rows]  # values 2 .. 4 * size + 1
+            patch.append([_picked(builder, left, lambda k, s=s: M * k + s, count) if s < 2 else
+                          _picked(builder, right, lambda k, s=s: M * k + s - 2, count) for s in range(PATCH)])
         values = _two_d(lambda d: input_1d(_VectorOps(builder, vector, fma), d), patch)
         target = simd._pointer(context, builder, t[0], args[0], args[1], t[1])
         ldv_ = intp(2)
         for i in range(PATCH):
             for j in range(PATCH):
-                store(values[i][j], builder.gep(target, [builder.mul(ldv_, ir.Constant(ir.IntType(64), i * PATCH + j))]))
+                store(values[i][j], builder.gep(target, [builder.mul(ldv_, ir.Constant(i64, i * PATCH + j))]))
         return context.get_dummy_value()
 
     return types.none(v, v_off, ldv, x, x_at, first, base, pitch), codegen
@@ -200,7 +219,9 @@ def transform_input(typingctx, v, v_off, ldv, x, x_at, first, base, pitch):
 def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, columns, first, pitch):
     """``out[y_at[first + l] + base + p * pitch + q] = (A^T m A)[p, q] + bias`` for one vector of
     tiles ``l`` and ``p < rows[first + l]``, ``q < columns[first + l]``, where point ``xi`` of
-    tile ``l`` is ``m[m_off + xi * ldm + l]``: a masked store of four values per tile and row."""
+    tile ``l`` is ``m[m_off + xi * ldm + l]``. The tiles come in groups as for
+    :func:`transform_input` (only the first ``y_at`` of a group is read): a row of a group's
+    outputs is one masked vector store."""
     dtype = out.dtype
     if dtype not in (types.float32, types.float64):
         raise TypingError(f"transform_output: out must hold float32 or float64, got {out}")
@@ -209,10 +230,12 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
     for table, name in ((y_at, "y_at"), (rows, "rows"), (columns, "columns")):
         simd.check_flat("transform_output", table, name, types.int64)
     count = simd.lanes(dtype.bitwidth // 8)
+    size = group(count)
+    width = M * size
 
     def codegen(context, builder, sig, args):
         t = sig.args
-        i64 = ir.IntType(64)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
         vector, fma, load, _ = simd._vectors(context, builder, dtype, count)
 
         def intp(i):
@@ -222,11 +245,10 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
         ldm_ = intp(4)
         points = [[load(builder.gep(source, [builder.mul(ldm_, ir.Constant(i64, i * PATCH + j))]))
                    for j in range(PATCH)] for i in range(PATCH)]
-        ops = _VectorOps(builder, vector, fma)
-        values = _two_d(lambda d: output_1d(ops, d), points)
+        values = _two_d(lambda d: output_1d(_VectorOps(builder, vector, fma), d), points)
         shift = simd._splat(builder, context.cast(builder, args[5], t[5], dtype), vector)
         first = intp(9)
-        addresses, size, _ = _addresses(context, builder, t[0], args[0], t[6], args[6], first, intp(1), count)
+        starts = _group_starts(context, builder, t[0], args[0], t[6], args[6], first, intp(1), count // size, size)
         index = ir.VectorType(i64, count)
 
         def limit(i):
@@ -234,32 +256,30 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
             return builder.load(builder.bitcast(builder.gep(table, [first]), index.as_pointer()), align=8)
 
         rows_, columns_ = limit(7), limit(8)
-        # Each tile's row p is four consecutive outputs: one masked store of four values per tile
-        # (the values of the four columns gathered from the four vectors by one shuffle).
-        segment = ir.VectorType(vector.element, M)
-        mask_type = ir.VectorType(ir.IntType(1), M)
+        segment = ir.VectorType(vector.element, width)
+        mask_type = ir.VectorType(ir.IntType(1), width)
         store = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [segment, segment.as_pointer(), ir.IntType(32), mask_type]),
-            f"llvm.masked.store.v{M}f{dtype.bitwidth}.p0")
-        pitch_ = builder.mul(intp(10), ir.Constant(i64, size))
-        i32 = ir.IntType(32)
-        quarters = ir.Constant(ir.VectorType(i64, M), list(range(M)))
+            builder.module, ir.FunctionType(ir.VoidType(), [segment, segment.as_pointer(), i32, mask_type]),
+            f"llvm.masked.store.v{width}f{dtype.bitwidth}.p0")
+        wide = ir.VectorType(i64, width)
+        quarters = ir.Constant(wide, [j % M for j in range(width)])
+        # Lane j = 4 k + q of group g's vectors: column q of tile g * size + k.
+        spread = [ir.Constant(ir.VectorType(i32, width), [g * size + j // M for j in range(width)])
+                  for g in range(count // size)]
+        columns_in = [builder.icmp_signed("<", quarters, builder.shuffle_vector(columns_, columns_, lanes))
+                      for lanes in spread]
+        rows_of = [builder.shuffle_vector(rows_, rows_, lanes) for lanes in spread]
+        both = ir.Constant(ir.VectorType(i32, 2 * count), list(range(2 * count)))
+        pitch_ = intp(10)
         for p in range(M):
             row = [builder.fadd(values[p][q], shift) for q in range(M)]
-            low = builder.shuffle_vector(row[0], row[1], ir.Constant(ir.VectorType(i32, 2 * count), list(range(2 * count))))
-            high = builder.shuffle_vector(row[2], row[3], ir.Constant(ir.VectorType(i32, 2 * count), list(range(2 * count))))
-            offset = builder.mul(pitch_, ir.Constant(i64, p))
-            for lane in range(count):
-                values_ = builder.shuffle_vector(low, high, ir.Constant(ir.VectorType(i32, M),
-                                                                         [lane, count + lane, 2 * count + lane,
-                                                                          3 * count + lane]))
-                at = builder.add(builder.extract_element(addresses, ir.Constant(i32, lane)), offset)
-                inside = builder.icmp_signed(">", builder.extract_element(rows_, ir.Constant(i32, lane)),
-                                             ir.Constant(i64, p))
-                width = builder.extract_element(columns_, ir.Constant(i32, lane))
-                mask = builder.and_(builder.icmp_signed("<", quarters, simd._splat(builder, width, quarters.type)),
-                                    simd._splat(builder, inside, mask_type))
-                builder.call(store, [values_, builder.inttoptr(at, segment.as_pointer()), ir.Constant(i32, size), mask])
+            halves = builder.shuffle_vector(row[0], row[1], both), builder.shuffle_vector(row[2], row[3], both)
+            for g, start in enumerate(starts):
+                outputs = builder.shuffle_vector(*halves, ir.Constant(ir.VectorType(i32, width), [
+                    j % M * count + g * size + j // M for j in range(width)]))
+                mask = builder.and_(columns_in[g], builder.icmp_signed(">", rows_of[g], ir.Constant(wide, [p] * width)))
+                at = builder.bitcast(builder.gep(start, [builder.mul(pitch_, ir.Constant(i64, p))]), segment.as_pointer())
+                builder.call(store, [outputs, at, ir.Constant(i32, dtype.bitwidth // 8), mask])
         return context.get_dummy_value()
 
     return types.none(out, base, m, m_off, ldm, bias, y_at, rows, columns, first, pitch), codegen
@@ -291,7 +311,9 @@ def forward(x, weight, bias, out, pt, pl, work, finite_only=False):
     holds an inf or NaN, found while it is padded."""
     (n_batch, c_count), (o_count, oh, ow) = x.shape[:2], out.shape[1:]
     mr = simd.TILE_ROWS
-    tiles_y, tiles_x = -(-oh // M), -(-ow // M)
+    # A row of tiles is a whole number of groups (those past the output are computed, not stored).
+    size = group(simd.lanes(x.dtype.itemsize))
+    tiles_y, tiles_x = -(-oh // M), -(-ow // (M * size)) * size
     pitch = tiles_x * M + 2
     plane = (tiles_y * M + 2) * pitch
     xp, finite = padded_planes(x, plane, pt, pl, pitch, check=finite_only)
@@ -345,8 +367,8 @@ def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plan
             x_at[lane] = n * c_count * plane + y0 * pitch + x0
             y_at[lane] = n * o_count * oh * ow + y0 * ow + x0
             rows[lane], columns[lane] = min(M, oh - y0), min(M, ow - x0)
-        else:
-            x_at[lane], y_at[lane], rows[lane], columns[lane] = 0, 0, 0, 0
+        else:  # a whole group past the last tile (the tiles are whole groups): group 0's patches again, not stored
+            x_at[lane], y_at[lane], rows[lane], columns[lane] = x_at[0], 0, 0, 0
     v = work[: POINTS * ldv]
     products = work[POINTS * ldv : POINTS * (ldv + ldm)]
     partial = work[POINTS * (ldv + ldm) :]
