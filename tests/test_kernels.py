@@ -628,6 +628,39 @@ def test_the_channels_last_copy_finds_any_inf_or_nan(twin, dtype, rng):
             np.testing.assert_array_equal(copy, expected)
 
 
+@numba.njit
+def _transposed(dst, d_off, d_pitch, src, s_off, s_pitch, rows, columns):
+    simd.transpose(dst, d_off, d_pitch, src, s_off, s_pitch, rows, columns)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_transpose_writes_its_block_and_nothing_else(dtype):
+    """Every block size up to a vector by a vector; the rest of ``dst`` untouched."""
+    n = simd.lanes(np.dtype(dtype).itemsize)
+    src = np.arange(1, 1 + 50 * (n + 1), dtype=dtype)
+    for rows, columns in itertools.product(range(n + 1), repeat=2):
+        dst = np.full(45 * (n + 1), -1, dtype)
+        _transposed(dst, 7, 45, src, 3, 50, rows, columns)
+        expected = np.full_like(dst, -1)
+        expected[7 : 7 + 45 * n].reshape(n, 45)[:columns, :rows] = src[3 : 3 + 50 * n].reshape(n, 50)[:rows, :columns].T
+        np.testing.assert_array_equal(dst, expected, err_msg=f"{rows} rows, {columns} columns")
+
+
+@pytest.mark.parametrize("twin", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_channels_last_copy_past_a_block_of_channels_and_pixels(twin, dtype, rng):
+    """Channels and pixels one past a whole block, and a whole block of each: every value in
+    place, zeros around and in the slack."""
+    n = simd.lanes(np.dtype(dtype).itemsize)
+    for c, w in [(n + 1, 2 * n + 1), (n, n), (2 * n + 3, n - 1)]:
+        x = rng.standard_normal((2, c, 3, w)).astype(dtype)
+        with run_as(twin):
+            copy, _ = conv.laid_channels_last(x, 6, w + 3, 2, 1, 5)
+        expected = np.zeros((2, 6, w + 3, c), dtype)
+        expected[:, 2:5, 1 : w + 1] = x.transpose(0, 2, 3, 1)
+        np.testing.assert_array_equal(copy, np.concatenate([expected.ravel(), np.zeros(5, dtype)]))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_loops_ask_llvm_for_the_whole_vector_unit(dtype):
     """LLVM prefers 256-bit vectors on some AVX-512 CPUs; each loop sets its own width."""

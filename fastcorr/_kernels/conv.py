@@ -692,29 +692,31 @@ def laid_channels_last(x, hp, wp, pt, pl, slack, check=False):
     with ``check``, whether every value is finite (checked row by row in cache), else None."""
     xh = np.empty(x.shape[0] * hp * wp * x.shape[1] + slack, x.dtype)
     finite = np.empty(x.shape[0] * hp if check else 0, np.bool_)
-    channels_last.pick(x.size)(x, xh, hp, wp, pt, pl, finite)
+    channels_last.pick(x.size)(x, xh, hp, wp, pt, pl, finite, simd.lanes(x.dtype.itemsize))
     return xh, bool(finite.all()) if check else None
 
 
 @kernel
-def channels_last(x, xh, hp, wp, pt, pl, finite):
+def channels_last(x, xh, hp, wp, pt, pl, finite, block):
     """``xh`` (flat, then slack): ``x`` as (N, hp, wp, C) at row ``pt`` and column ``pl``, zeros
-    around; unless ``finite`` is empty, ``finite[n * hp + r]``: whether row ``r`` of image ``n`` is."""
+    around, each row of an image transposed ``block`` channels by ``block`` pixels at a time;
+    unless ``finite`` is empty, ``finite[n * hp + r]``: whether row ``r`` of image ``n`` is."""
     n_batch, c_count, h, w = x.shape
+    flat = x.reshape(-1)
     for task in prange(n_batch * hp):
         n, r = np.int64(task) // hp, np.int64(task) % hp
-        row = xh[(n * hp + r) * wp * c_count : (n * hp + r + 1) * wp * c_count]
+        start = (n * hp + r) * wp * c_count
+        row = xh[start : start + wp * c_count]
         y = r - pt
         if 0 <= y < h:
             for j in range(pl * c_count):
                 row[j] = 0
             for j in range((pl + w) * c_count, row.shape[0]):
                 row[j] = 0
-            plane = x[n, :, y]
-            for j in range(w):
-                pixel = row[(pl + j) * c_count : (pl + j + 1) * c_count]
-                for c in range(c_count):
-                    pixel[c] = plane[c, j]
+            for c0 in range(0, c_count, block):
+                for j0 in range(0, w, block):
+                    simd.transpose(xh, start + (pl + j0) * c_count + c0, c_count, flat, ((n * c_count + c0) * h + y) * w + j0,
+                                   h * w, min(block, c_count - c0), min(block, w - j0))
         else:
             for j in range(row.shape[0]):
                 row[j] = 0

@@ -471,3 +471,64 @@ def channel_band(kh: int, kw: int):
         return signature, codegen
 
     return channel_block
+
+
+@intrinsic
+def transpose(typingctx, dst, d_off, d_pitch, src, s_off, s_pitch, rows, columns):
+    """``dst[d_off + k * d_pitch + i] = src[s_off + i * s_pitch + k]`` for ``i < rows`` and
+    ``k < columns``, both at most ``lanes``: a block of rows loaded as vectors (masked past
+    ``columns``), transposed in registers by ``log2(lanes)`` rounds of shuffles, and stored as
+    vectors (masked past ``rows``). Nothing outside the block is read or written."""
+    dtype = dst.dtype
+    if dtype not in (types.float32, types.float64):
+        raise TypingError(f"transpose: dst must hold float32 or float64, got {dst}")
+    check_flat("transpose", dst, "dst", dtype)
+    check_flat("transpose", src, "src", dtype)
+    count = lanes(dtype.bitwidth // 8)
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        i64, i32, i1 = ir.IntType(64), ir.IntType(32), ir.IntType(1)
+        vector = ir.VectorType(context.get_value_type(dtype), count)
+        mask_type = ir.VectorType(i1, count)
+        align = ir.Constant(i32, dtype.bitwidth // 8)
+        load = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector, [vector.as_pointer(), i32, mask_type, vector]),
+            f"llvm.masked.load.v{count}f{dtype.bitwidth}.p0")
+        store = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [vector, vector.as_pointer(), i32, mask_type]),
+            f"llvm.masked.store.v{count}f{dtype.bitwidth}.p0")
+
+        def intp(i):
+            return context.cast(builder, args[i], t[i], types.intp)
+
+        source = _pointer(context, builder, t[3], args[3], args[4], t[4])
+        target = _pointer(context, builder, t[0], args[0], args[1], t[1])
+        rows_, columns_ = intp(6), intp(7)
+        positions = ir.Constant(ir.VectorType(i64, count), list(range(count)))
+        zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * count)
+        # Rows past ``rows`` are not loaded: their mask is all false (their lanes are zeros).
+        within = builder.icmp_signed("<", positions, _splat(builder, columns_, positions.type))
+        block = []
+        for i in range(count):
+            mask = builder.and_(within, _splat(builder, builder.icmp_signed(">", rows_, ir.Constant(i64, i)), mask_type))
+            at = builder.gep(source, [builder.mul(intp(5), ir.Constant(i64, i))])
+            block.append(builder.call(load, [builder.bitcast(at, vector.as_pointer()), align, mask, zero]))
+        # Round with half-width b: rows r and r + b (r % 2b < b) swap their off-diagonal b x b blocks.
+        b = count // 2
+        while b:
+            swapped = list(block)
+            for r in (r for r in range(count) if r % (2 * b) < b):
+                low = [p if p % (2 * b) < b else count + p - b for p in range(count)]
+                high = [p + b if p % (2 * b) < b else count + p for p in range(count)]
+                swapped[r] = builder.shuffle_vector(block[r], block[r + b], ir.Constant(ir.VectorType(i32, count), low))
+                swapped[r + b] = builder.shuffle_vector(block[r], block[r + b], ir.Constant(ir.VectorType(i32, count), high))
+            block, b = swapped, b // 2
+        inside = builder.icmp_signed("<", positions, _splat(builder, rows_, positions.type))
+        for k in range(count):
+            mask = builder.and_(inside, _splat(builder, builder.icmp_signed(">", columns_, ir.Constant(i64, k)), mask_type))
+            at = builder.gep(target, [builder.mul(intp(2), ir.Constant(i64, k))])
+            builder.call(store, [block[k], builder.bitcast(at, vector.as_pointer()), align, mask])
+        return context.get_dummy_value()
+
+    return types.none(dst, d_off, d_pitch, src, s_off, s_pitch, rows, columns), codegen
