@@ -21,6 +21,7 @@ the same summed over channels, its taps loaded from memory.
 from __future__ import annotations
 
 import llvmlite.binding as llvm
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config
@@ -63,6 +64,28 @@ def lanes(itemsize: int) -> int:
 #: accumulators, plus the loaded vectors and one broadcast, fill the register file without
 #: spilling: 24 + 3 + 1 of 32 zmm on AVX-512, 12 + 2 + 1 of 16 ymm on AVX2.
 TILE_ROWS, TILE_VECTORS = (8, 3) if VECTOR_BITS >= 512 else (6, 2)
+
+
+#: Bytes of a cache line.
+LINE = 64
+
+
+def aligned(shape, dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)`` starting on a cache line. numpy starts a large array 16 bytes
+    past one, so a full-width vector at every multiple of its width would straddle two lines."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    raw = np.empty(size + LINE // dtype.itemsize, dtype)
+    skip = (-raw.ctypes.data % LINE) // dtype.itemsize
+    return raw[skip : skip + size].reshape(shape)
+
+
+def odd_lines(elements: int, itemsize: int) -> int:
+    """``elements`` rounded up to an odd number of cache lines (in elements): rows at that
+    pitch fall on distinct L1 sets, each a line apart from the last in the set order, however
+    many rows there are up to the number of sets."""
+    lines = -(-elements * itemsize // LINE)
+    return (lines + 1 - lines % 2) * LINE // itemsize
 
 
 def _pointer(context, builder, array_type, array, index, index_type):
@@ -116,13 +139,22 @@ def check_flat(intrinsic, array, name, dtype):
         raise TypingError(f"{intrinsic}: {name} must be a 1-D C-contiguous array of {dtype}, got {array}")
 
 
-@intrinsic
-def tile(typingctx, c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows, accumulate):
-    """A register-blocked multiply-accumulate, ``TILE_ROWS x (TILE_VECTORS * lanes)``::
+def _tile(nv: int):
+    """:func:`tile` with ``nv`` vectors of columns."""
+
+    def tile(typingctx, c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows, accumulate):
+        return _tile_typed(nv, c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows, accumulate)
+
+    tile.__name__ = tile.__qualname__ = f"tile_{nv}"
+    return intrinsic(tile)
+
+
+def _tile_typed(nv, c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows, accumulate):
+    """A register-blocked multiply-accumulate, ``TILE_ROWS x (nv * lanes)``::
 
         for k in range(k_count):
-            v = b[b_base + b_offsets[k] :][: TILE_VECTORS * lanes]
-            c[c_off + i * ldc :][: TILE_VECTORS * lanes] += a[a_off + k * TILE_ROWS + i] * v
+            v = b[b_base + b_offsets[k] :][: nv * lanes]
+            c[c_off + i * ldc :][: nv * lanes] += a[a_off + k * TILE_ROWS + i] * v
 
     for ``i < TILE_ROWS``, with the accumulators in registers throughout (each a chain of fused
     multiply-adds in ``k`` order), starting from ``c`` when ``accumulate`` else from zero; rows
@@ -137,7 +169,7 @@ def tile(typingctx, c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows
         check_flat("tile", array, name, dtype)
     check_flat("tile", b_offsets, "b_offsets", types.int64)
     signature = types.none(c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows, accumulate)
-    mr, nv, count = TILE_ROWS, TILE_VECTORS, lanes(dtype.bitwidth // 8)
+    mr, count = TILE_ROWS, lanes(dtype.bitwidth // 8)
 
     def codegen(context, builder, sig, args):
         t = sig.args
@@ -224,6 +256,12 @@ def tile(typingctx, c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+#: The register tile, ``TILE_ROWS x TILE_VECTORS`` vectors (see :func:`_tile_typed`).
+tile = _tile(TILE_VECTORS)
+#: One vector of columns fewer, for the last columns of a product that leaves the full tile a third or more empty.
+narrow_tile = _tile(TILE_VECTORS - 1)
 
 
 #: The register block of :func:`dots`: ``DOT_ROWS x DOT_TAPS`` accumulators plus one vector

@@ -34,7 +34,7 @@ from numba.extending import intrinsic
 
 from fastcorr._kernels import helper, kernel, shared, simd
 from fastcorr._kernels.conv import add_parts, kept, laid_channels_last, padded_planes
-from fastcorr._kernels.simd import full_width, tile
+from fastcorr._kernels.simd import full_width, narrow_tile, tile
 
 #: Outputs per tile side, and the side of the input patch a tile reads.
 M = 4
@@ -298,12 +298,6 @@ def chunk(itemsize: int) -> int:
 C_BLOCK, O_BLOCK = 64, 64
 
 
-def _stride(elements: int) -> int:
-    """``elements`` rounded up to a cache line and one more, so that the 36 planes of a chunk's
-    scratch do not all map to the same L1 sets."""
-    return -(-elements // 16) * 16 + 16
-
-
 def forward(x, weight, bias, out, pt, pl, work, finite_only=False):
     """``out = conv2d(x, weight, bias)`` with top and left zero padding ``pt, pl`` (the bottom and
     right padding follow from ``out``'s size), for a 3x3 ``weight`` of one group; ``work``
@@ -323,12 +317,12 @@ def forward(x, weight, bias, out, pt, pl, work, finite_only=False):
     t_count = chunk(x.dtype.itemsize)
     c_block = min(c_count, C_BLOCK)
     o_block = min(-(-o_count // mr), max(1, O_BLOCK // mr)) * mr
-    ldv, ldm = _stride(c_block * t_count), _stride(o_block * t_count)
+    ldv, ldm = (simd.odd_lines(n * t_count, x.dtype.itemsize) for n in (c_block, o_block))
     total = n_batch * tiles_y * tiles_x
     tasks = -(-total // t_count)
     twin = forward_chunks.pick(work)
     slots = min(tasks, numba.get_num_threads()) if twin is forward_chunks.parallel else 1
-    scratch = np.empty((slots, POINTS * (ldv + (2 if c_count > c_block else 1) * ldm)), x.dtype)
+    scratch = simd.aligned((slots, POINTS * (ldv + (2 if c_count > c_block else 1) * ldm)), x.dtype)
     lanes = np.empty((slots, 4, t_count), np.int64)
     offsets = np.arange(c_block, dtype=np.int64) * t_count
     twin(xp.reshape(-1), packed, offsets, bias, out, scratch, lanes, tasks, total, pitch, plane, tiles_x,
@@ -481,6 +475,8 @@ def weight_grad(x, dy, dw, pt, pl, work, finite_only=False):
     by_input = kept(c_count, o_count, x.dtype.itemsize) > kept(o_count, c_count, x.dtype.itemsize)
     rows, columns = (c_count, o_count) if by_input else (o_count, c_count)
     rows_pad, stride, wide = -(-rows // mr) * mr, -(-columns // mr) * mr, -(-columns // width) * width
+    if wide - columns >= simd.lanes(x.dtype.itemsize):
+        wide -= simd.lanes(x.dtype.itemsize)  # the last columns on the narrow tile
     size = max(16, min(_RUN, _CHUNK_BYTES // (POINTS * (rows_pad + stride) * x.dtype.itemsize)))
     total = n_batch * tiles_y * tiles_x
     chunks = -(-total // size)
@@ -488,8 +484,8 @@ def weight_grad(x, dy, dw, pt, pl, work, finite_only=False):
     twin = weight_grad_chunks.pick(work)
     slots = min(parts, numba.get_num_threads()) if twin is weight_grad_chunks.parallel else 1
     totals = np.empty((parts, POINTS, rows_pad, wide), x.dtype)
-    left_ld, right_ld = _stride(rows_pad * size), _stride(size * stride + width)
-    scratch = np.empty((slots, POINTS * (left_ld + right_ld + rows_pad * wide)), x.dtype)
+    left_ld, right_ld = (simd.odd_lines(n, x.dtype.itemsize) for n in (rows_pad * size, size * stride + width))
+    scratch = simd.aligned((slots, POINTS * (left_ld + right_ld + rows_pad * wide)), x.dtype)
     at = np.empty((slots, 2, size), np.int64)
     offsets = np.arange(size, dtype=np.int64) * stride
     twin(xh, dyh, totals, scratch, at, offsets, chunks, total, c_count, o_count, tiles_y, tiles_x, by_input, left_ld,
@@ -561,8 +557,13 @@ def _weight_grad_tiles(first, last, xh, dyh, sums, work, at, offsets, total, c_c
             for rb in range(rows_pad // mr):
                 valid = min(mr, rows - rb * mr)
                 for c0 in range(0, wide, width):
-                    tile(block, (xi * rows_pad + rb * mr) * wide + c0, wide, left, xi * left_ld + rb * size * mr,
-                         right, xi * right_ld + c0, offsets, count, valid, not fresh)
+                    if c0 + width <= wide:
+                        tile(block, (xi * rows_pad + rb * mr) * wide + c0, wide, left, xi * left_ld + rb * size * mr,
+                             right, xi * right_ld + c0, offsets, count, valid, not fresh)
+                    else:
+                        narrow_tile(block, (xi * rows_pad + rb * mr) * wide + c0, wide, left,
+                                    xi * left_ld + rb * size * mr, right, xi * right_ld + c0, offsets, count, valid,
+                                    not fresh)
         if (chunk - first) % run == run - 1 or chunk == last - 1:
             for j in range(flat.shape[0]):
                 flat[j] += block[j]
