@@ -290,9 +290,9 @@ def ndimage_cases(dtype, quick: bool = False) -> list[Case]:
     return cases
 
 
-def gemm_rate(rounds: int = 5) -> float:
-    """GFLOP/s of a 2048x2048 float32 matrix product (BLAS, all cores)."""
-    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+def gemm_rate(dtype=np.float32, rounds: int = 5) -> float:
+    """GFLOP/s of a 2048x2048 matrix product of ``dtype`` (BLAS, all cores)."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(dtype)
     a @ a
     return 2 * 2048**3 / statistics.median(_time(lambda: a @ a) for _ in range(rounds)) / 1e9
 
@@ -475,12 +475,14 @@ def run(quick: bool = False, rounds: int = 9, plot_path: str | None = None, echo
     except ValueError:  # no parallel kernel ran
         pass
     # Last: BLAS threads keep spinning for a while after a product and would slow what follows.
-    gemm = gemm_rate()
-    echo(f"GEMM reference: {gemm:.0f} GFLOP/s (2048x2048 float32 a @ a)")
+    gemm = {name: gemm_rate(name) for name in ("float32", "float64")}
+    echo("GEMM reference: " + ", ".join(f"{rate:.0f} GFLOP/s {name}" for name, rate in gemm.items())
+         + " (2048x2048 a @ a)")
     for case in cases:
         if case.macs >= 1e8 and case.direct:
             rate = 2 * case.macs / case.medians["fastcorr"] / 1e9
-            echo(f"{case.label}: fastcorr {rate:.1f} GFLOP/s, {rate / gemm:.0%} of GEMM")
+            name = "float64" if "float64" in case.label else "float32"
+            echo(f"{case.label}: fastcorr {rate:.1f} GFLOP/s, {rate / gemm[name]:.0%} of the {name} GEMM")
     if plot_path:
         if _optional("matplotlib") is None:
             echo("--plot needs matplotlib: pip install matplotlib")

@@ -154,7 +154,7 @@ def conv2d(
         output from a 6x6 block of input with 36 multiplies per channel pair where direct takes
         144 (Winograd F(4x4, 3x3)); it needs a 3x3 kernel, stride 1, dilation 1 and one group
         (a ``ValueError`` says which is missing). 'auto' takes Winograd where it measured faster
-        (16 to 128 input channels, at least 32 output channels and 256 blocks of 4x4 output)
+        (16 to 128 input channels, at least 16 output channels and 256 blocks of 4x4 output)
         and every value of ``x`` and ``weight`` is finite, else direct.
 
     Returns
@@ -242,23 +242,22 @@ def _runs_winograd(method: str, geo: _Geometry, weight_shape, out_shape, operand
 
 def _winograd_pays(weight_shape, out_shape, role: str = "forward") -> bool:
     """Winograd is faster than direct convolution here: measured on an Intel Xeon (Emerald Rapids,
-    AVX-512), 2 threads, float32 and float64, over 1568 and 2048 4x4 tiles of output, it took
-    0.44-0.92x direct's time from 16 to 128 input and 32 or more output channels (1.01x at 16
-    by 32 on 56x56 images, whose rows of 14 tiles are padded to 16), and lost or tied with
-    fewer (its transforms cost more than the multiplies they save: 0.72-1.08x with 16 output
-    channels, 1.2-2.1x with 8), with 8 input channels (0.65-1.24x), and below a few hundred
-    tiles (a task's chunk of tiles half empty, its fixed costs unshared: 0.78-1.8x over 64)."""
+    AVX-512), 2 threads, float32 and float64, over 256 to 2048 4x4 tiles of output, the forward
+    pass (and the input gradient, a forward pass) took 0.40-1.02x direct's time from 16 to 128
+    input and 16 or more output channels, and lost or tied with 8 output channels (0.64-2.1x, its
+    transforms cost more than the multiplies they save), with 8 input channels (0.44-2.1x), and
+    below a few hundred tiles (a task's chunk of tiles half empty, its fixed costs unshared)."""
     o_count, c_count = weight_shape[:2]
     n_batch, _, oh, ow = out_shape
     tiles = n_batch * -(-oh // 4) * -(-ow // 4)
     if role == "weight":
-        # F(3x3, 4x4), same machine: 0.66-0.81x the direct matrix product's time with 32 or 64
-        # channels one way and 64 the other over 1568 tiles, 0.52-0.85x with 64 to 256 by 64 to
-        # 256 over 1024 tiles; about even (0.85-1.15x) with 16 or 32 channels one way and 16 or
-        # 32 the other; 1.4-7.7x with fewer tiles than 256 a part (each part's sums of every
-        # channel pair and point are read and written for every run of tiles).
-        return tiles >= 1024 and min(o_count, c_count) >= 16 and o_count * c_count >= 2048
-    return 16 <= c_count <= 128 and o_count >= 32 and tiles >= 256
+        # F(3x3, 4x4), same machine, 1568 and 2048 tiles: 0.51-0.93x the direct matrix product's
+        # time with 16 or more channels one way and 32 or more the other (a few float64 layers
+        # of 128 output channels 1.04-1.06x), 0.71-1.29x with 16 by 16, 0.54-1.44x with 8
+        # channels one way; 0.78-2.1x over 256 tiles (each part's sums of every channel pair
+        # and point are read and written for every run of tiles).
+        return tiles >= 1024 and min(o_count, c_count) >= 16 and max(o_count, c_count) >= 32
+    return 16 <= c_count <= 128 and o_count >= 16 and tiles >= 256
 
 
 def _tiny(geo: _Geometry, work: int, method: str) -> bool:

@@ -594,18 +594,18 @@ def test_padded_planes_find_any_inf_or_nan_they_copy(twin, dtype, rng):
     x = rng.standard_normal((2, 3, 5, 7)).astype(dtype)
     wp, size = 9, 8 * 9 + 2
     with run_as(twin):
-        clean, finite = conv.padded_planes(x, size, 1, 1, wp, check=True)
-        assert finite and conv.padded_planes(x, size, 1, 1, wp)[1] is None
+        clean, finite = conv.padded_planes(x, size, 1, 1, wp, x.size, check=True)
+        assert finite and conv.padded_planes(x, size, 1, 1, wp, x.size)[1] is None
         for at, bad in itertools.product([(0, 0, 0, 0), (1, 2, 4, 6), (1, 0, 2, 0), (0, 2, 0, 6)],
                                          [np.inf, -np.inf, np.nan]):
             spoiled = x.copy()
             spoiled[at] = bad
-            copy, finite = conv.padded_planes(spoiled, size, 1, 1, wp, check=True)
+            copy, finite = conv.padded_planes(spoiled, size, 1, 1, wp, x.size, check=True)
             assert not finite
             expected = clean.copy()
             expected[at[0], at[1], (at[2] + 1) * wp + at[3] + 1] = bad
             np.testing.assert_array_equal(copy, expected)
-            np.testing.assert_array_equal(conv.padded_planes(spoiled, size, 1, 1, wp)[0], expected)
+            np.testing.assert_array_equal(conv.padded_planes(spoiled, size, 1, 1, wp, x.size)[0], expected)
 
 
 @pytest.mark.parametrize("twin", ["serial", "parallel"])
@@ -615,13 +615,13 @@ def test_the_channels_last_copy_finds_any_inf_or_nan(twin, dtype, rng):
     x = rng.standard_normal((2, 3, 5, 7)).astype(dtype)
     hp, wp = 8, 10
     with run_as(twin):
-        clean, finite = conv.laid_channels_last(x, hp, wp, 1, 2, 4, check=True)
-        assert finite and conv.laid_channels_last(x, hp, wp, 1, 2, 4)[1] is None
+        clean, finite = conv.laid_channels_last(x, hp, wp, 1, 2, 4, x.size, check=True)
+        assert finite and conv.laid_channels_last(x, hp, wp, 1, 2, 4, x.size)[1] is None
         np.testing.assert_array_equal(clean[:-4].reshape(2, hp, wp, 3)[:, 1:6, 2:9], x.transpose(0, 2, 3, 1))
         for at, bad in itertools.product([(0, 0, 0, 0), (1, 2, 4, 6), (0, 2, 0, 6)], [np.inf, np.nan]):
             spoiled = x.copy()
             spoiled[at] = bad
-            copy, finite = conv.laid_channels_last(spoiled, hp, wp, 1, 2, 4, check=True)
+            copy, finite = conv.laid_channels_last(spoiled, hp, wp, 1, 2, 4, x.size, check=True)
             expected = clean.copy()
             expected[((at[0] * hp + at[2] + 1) * wp + at[3] + 2) * 3 + at[1]] = bad
             assert not finite
@@ -655,7 +655,7 @@ def test_the_channels_last_copy_past_a_block_of_channels_and_pixels(twin, dtype,
     for c, w in [(n + 1, 2 * n + 1), (n, n), (2 * n + 3, n - 1)]:
         x = rng.standard_normal((2, c, 3, w)).astype(dtype)
         with run_as(twin):
-            copy, _ = conv.laid_channels_last(x, 6, w + 3, 2, 1, 5)
+            copy, _ = conv.laid_channels_last(x, 6, w + 3, 2, 1, 5, x.size)
         expected = np.zeros((2, 6, w + 3, c), dtype)
         expected[:, 2:5, 1 : w + 1] = x.transpose(0, 2, 3, 1)
         np.testing.assert_array_equal(copy, np.concatenate([expected.ravel(), np.zeros(5, dtype)]))

@@ -237,7 +237,7 @@ def test_bench_runs_every_library_on_numba_s_thread_count_from_the_first_case(mo
     monkeypatch.setattr(_bench, "QUICK", [((6, 8), (1, 2))])
     monkeypatch.setattr(_bench, "LARGE", [])
     monkeypatch.setattr(_bench, "BATCHED", [])
-    monkeypatch.setattr(_bench, "gemm_rate", lambda: 1.0)
+    monkeypatch.setattr(_bench, "gemm_rate", lambda dtype: 1.0)
     threads = []
 
     def measure(case, rounds):

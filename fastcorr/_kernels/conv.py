@@ -182,14 +182,15 @@ _OB = 4
 _CHUNK = 4096
 
 
-def padded_planes(x, size, pt, pl, wp, check=False):
+def padded_planes(x, size, pt, pl, wp, work, check=False):
     """``(xp, finite)``: the planes of ``x`` zero-padded into ``size`` elements each, flat, at row
     pitch ``wp``; with ``check``, whether every value copied is finite (checked plane by plane
     while each is in cache: a pass that needs finite values checks its input at little cost),
-    else None."""
+    else None. ``work``, the multiply-adds of the pass that reads the copy, picks the twin: the
+    copy runs on as many threads as its pass."""
     xp = np.empty((x.shape[0], x.shape[1], size), x.dtype)
     finite = np.empty(x.shape[0] * x.shape[1] if check else 0, np.bool_)
-    pad_planes.pick(x.size)(x, xp, pt, pl, wp, finite)
+    pad_planes.pick(work)(x, xp, pt, pl, wp, finite)
     return xp, bool(finite.all()) if check else None
 
 
@@ -454,7 +455,7 @@ def weight_grad_dots(x, dy, dwt, dh, dw, pt, pl, groups, work):
     offsets = (a * dh * wp + b * dw).ravel().astype(np.int64)
     padded = -(-offsets.size // taps) * taps
     offsets = np.concatenate([offsets, np.full(padded - offsets.size, offsets[-1])])
-    xp, _ = padded_planes(x, max(size, int(offsets[-1]) + length), pt, pl, wp)
+    xp, _ = padded_planes(x, max(size, int(offsets[-1]) + length), pt, pl, wp, work)
     blocks = -(-(o_count // groups) // rows)
     wanted = min(cg, max(1, 4 * numba.get_num_threads() // (groups * blocks)))
     weight_grad_flat.pick(work)(xp, dy, dwt, groups, wp, -(-cg // wanted), offsets, length)
@@ -673,7 +674,7 @@ def weight_grad_gemm(x, dy, dwt, pt, pl, work):
     width = simd.TILE_VECTORS * simd.lanes(x.dtype.itemsize)
     hp, wp = oh + kh - 1, ow + kw - 1
     cols = -(-kw * c_count // width) * width
-    xh, _ = laid_channels_last(x, hp, wp, pt, pl, cols)
+    xh, _ = laid_channels_last(x, hp, wp, pt, pl, cols, work)
     positions = n_batch * oh * ow
     chunks = -(-positions // _GEMM_CHUNK)
     parts = min(chunks, _GEMM_PARTS)
@@ -687,12 +688,13 @@ def weight_grad_gemm(x, dy, dwt, pt, pl, work):
     dwt[...] = totals[0, :o_count, :, : kw * c_count].reshape(o_count, kh, kw, c_count).transpose(0, 3, 1, 2)
 
 
-def laid_channels_last(x, hp, wp, pt, pl, slack, check=False):
+def laid_channels_last(x, hp, wp, pt, pl, slack, work, check=False):
     """``(xh, finite)``: ``x`` laid out by :func:`channels_last` (flat, ``slack`` zeros after) and,
-    with ``check``, whether every value is finite (checked row by row in cache), else None."""
+    with ``check``, whether every value is finite (checked row by row in cache), else None.
+    ``work`` picks the twin, as for :func:`padded_planes`."""
     xh = np.empty(x.shape[0] * hp * wp * x.shape[1] + slack, x.dtype)
     finite = np.empty(x.shape[0] * hp if check else 0, np.bool_)
-    channels_last.pick(x.size)(x, xh, hp, wp, pt, pl, finite, simd.lanes(x.dtype.itemsize))
+    channels_last.pick(work)(x, xh, hp, wp, pt, pl, finite, simd.lanes(x.dtype.itemsize))
     return xh, bool(finite.all()) if check else None
 
 

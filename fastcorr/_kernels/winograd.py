@@ -310,7 +310,7 @@ def forward(x, weight, bias, out, pt, pl, work, finite_only=False):
     tiles_y, tiles_x = -(-oh // M), -(-ow // (M * size)) * size
     pitch = tiles_x * M + 2
     plane = (tiles_y * M + 2) * pitch
-    xp, finite = padded_planes(x, plane, pt, pl, pitch, check=finite_only)
+    xp, finite = padded_planes(x, plane, pt, pl, pitch, work, check=finite_only)
     if finite_only and not finite:
         return None
     packed = transformed_weights(weight, -(-o_count // mr))
@@ -466,10 +466,10 @@ def weight_grad(x, dy, dw, pt, pl, work, finite_only=False):
     (n_batch, c_count), (o_count, oh, ow) = x.shape[:2], dy.shape[1:]
     mr, width = simd.TILE_ROWS, simd.TILE_VECTORS * simd.lanes(x.dtype.itemsize)
     tiles_y, tiles_x = -(-oh // M), -(-ow // M)
-    xh, finite = laid_channels_last(x, M * tiles_y + 2, M * tiles_x + 2, pt, pl, mr, finite_only)
+    xh, finite = laid_channels_last(x, M * tiles_y + 2, M * tiles_x + 2, pt, pl, mr, work, finite_only)
     if finite_only and not finite:
         return None
-    dyh, finite = laid_channels_last(dy, M * tiles_y, M * tiles_x, 0, 0, mr, finite_only)
+    dyh, finite = laid_channels_last(dy, M * tiles_y, M * tiles_x, 0, 0, mr, work, finite_only)
     if finite_only and not finite:
         return None
     by_input = kept(c_count, o_count, x.dtype.itemsize) > kept(o_count, c_count, x.dtype.itemsize)
