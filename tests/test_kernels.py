@@ -628,6 +628,22 @@ def test_the_channels_last_copy_finds_any_inf_or_nan(twin, dtype, rng):
             np.testing.assert_array_equal(copy, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8])
+@pytest.mark.parametrize("shape", [(1,), (100,), (3, 5000), (257, 1024)])
+def test_aligned_arrays_start_on_a_cache_line(shape, dtype):
+    a = simd.aligned(shape, dtype)
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+    assert a.ctypes.data % simd.LINE == 0
+
+
+@pytest.mark.parametrize("itemsize", [4, 8])
+@pytest.mark.parametrize("elements", [1, 15, 16, 17, 31, 32, 33, 100, 784])
+def test_odd_lines_round_up_to_an_odd_number_of_cache_lines(elements, itemsize):
+    padded = simd.odd_lines(elements, itemsize)
+    lines, rest = divmod(padded * itemsize, simd.LINE)
+    assert rest == 0 and lines % 2 == 1 and elements <= padded < elements + 2 * simd.LINE // itemsize
+
+
 @numba.njit
 def _transposed(dst, d_off, d_pitch, src, s_off, s_pitch, rows, columns):
     simd.transpose(dst, d_off, d_pitch, src, s_off, s_pitch, rows, columns)

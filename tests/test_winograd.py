@@ -2,6 +2,7 @@
 transforms, the kernels at every tile and block edge, the accuracy contract, NaN and inf, and when
 'auto' takes them."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -199,6 +200,40 @@ def test_out_buffer(rng):
     assert fc.conv2d(x, w, b, padding=1, out=out, method="winograd") is out
     direct = fc.conv2d(x, w, b, padding=1, method="direct")
     np.testing.assert_allclose(out, direct, rtol=0, atol=CONTRACT[np.float32] * np.abs(direct).max())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3, 10, 7, 5), (3, 2, 9, 17, 4), (1, 4, 30, 29, 3)], ids=str)
+def test_the_output_transform_writes_inside_out_only(shape, dtype, rng):
+    """Tiles past the right edge (rows of tiles are whole groups), past the bottom, and past the
+    last tile (a chunk's last groups) are masked off: ``out`` in the middle of a larger buffer
+    keeps the values around it."""
+    x, w, b = operands(rng, shape, dtype)
+    size = shape[0] * shape[4] * shape[2] * shape[3]
+    buffer = np.full(size + 2000, 7, dtype)
+    out = buffer[1000 : 1000 + size].reshape(shape[0], shape[4], shape[2], shape[3])
+    fc.conv2d(x, w, b, padding=1, out=out, method="winograd")
+    assert (buffer[:1000] == 7).all() and (buffer[-1000:] == 7).all()
+    direct = fc.conv2d(x, w, b, padding=1, method="direct")
+    np.testing.assert_allclose(out, direct, rtol=0, atol=CONTRACT[dtype] * np.abs(direct).max())
+
+
+@numba.njit
+def _transforms(v, x, x_at, out, m, y_at, rows, columns):
+    wg.transform_input(v, 0, 64, x, x_at, 0, 0, 70)
+    wg.transform_output(out, 0, m, 0, 64, 0.0, y_at, rows, columns, 0, 70)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_transforms_read_and_write_without_gathers(dtype):
+    """A group of tiles' rows are vector loads and a row of their outputs one masked store: no
+    gather (one per value and vector of tiles) or scatter."""
+    v, m = np.zeros(64 * wg.POINTS, dtype), np.zeros(64 * wg.POINTS, dtype)
+    table = np.arange(simd.lanes(np.dtype(dtype).itemsize), dtype=np.int64)
+    x, out = np.zeros(10_000, dtype), np.zeros(10_000, dtype)
+    _transforms(v, x, table * 4, out, m, table * 4, table * 0 + 4, table * 0 + 4)
+    asm = next(iter(_transforms.inspect_asm().values()))
+    assert "gather" not in asm and "scatter" not in asm
 
 
 def spied(monkeypatch, name):
