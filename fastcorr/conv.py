@@ -154,7 +154,8 @@ def conv2d(
         output from a 6x6 block of input with 36 multiplies per channel pair where direct takes
         144 (Winograd F(4x4, 3x3)); it needs a 3x3 kernel, stride 1, dilation 1 and one group
         (a ``ValueError`` says which is missing). 'auto' takes Winograd where it measured faster
-        (16 to 128 input channels, at least 16 output channels and 256 blocks of 4x4 output)
+        (16 to 128 input channels, at least 32 output channels and 256 blocks of 4x4 output, or
+        16 output channels and 1024 blocks)
         and every value of ``x`` and ``weight`` is finite, else direct.
 
     Returns
@@ -246,7 +247,9 @@ def _winograd_pays(weight_shape, out_shape, role: str = "forward") -> bool:
     pass (and the input gradient, a forward pass) took 0.40-1.02x direct's time from 16 to 128
     input and 16 or more output channels, and lost or tied with 8 output channels (0.64-2.1x, its
     transforms cost more than the multiplies they save), with 8 input channels (0.44-2.1x), and
-    below a few hundred tiles (a task's chunk of tiles half empty, its fixed costs unshared)."""
+    below a few hundred tiles (a task's chunk of tiles half empty, its fixed costs unshared).
+    With 16 output channels it saves least (0.73-1.02x), so there it waits for 1024 tiles: a
+    small layer's first call would compile Winograd's kernels (2-3 s) to save microseconds."""
     o_count, c_count = weight_shape[:2]
     n_batch, _, oh, ow = out_shape
     tiles = n_batch * -(-oh // 4) * -(-ow // 4)
@@ -257,7 +260,7 @@ def _winograd_pays(weight_shape, out_shape, role: str = "forward") -> bool:
         # channels one way; 0.78-2.1x over 256 tiles (each part's sums of every channel pair
         # and point are read and written for every run of tiles).
         return tiles >= 1024 and min(o_count, c_count) >= 16 and max(o_count, c_count) >= 32
-    return 16 <= c_count <= 128 and o_count >= 16 and tiles >= 256
+    return 16 <= c_count <= 128 and tiles >= 256 and (o_count >= 32 or o_count >= 16 and tiles >= 1024)
 
 
 def _tiny(geo: _Geometry, work: int, method: str) -> bool:

@@ -272,8 +272,15 @@ def test_auto_takes_winograd_where_it_pays(winograd_calls, rng):
     np.testing.assert_array_equal(dx, fc.conv2d_input_grad(x.shape, w, y, padding=1, method="winograd"))
 
 
+def test_auto_takes_winograd_for_16_output_channels_from_1024_tiles(winograd_calls, rng):
+    x, w, b = operands(rng, (16, 16, 32, 32, 16), np.float32)
+    fc.conv2d(x, w, b, padding=1)
+    assert winograd_calls == [x.shape]
+
+
 @pytest.mark.parametrize("shape, kwargs", [
     ((4, 16, 32, 32, 8), dict(padding=1)),  # few output channels
+    ((15, 16, 32, 32, 16), dict(padding=1)),  # 16 output channels over fewer than 1024 tiles
     ((4, 8, 32, 32, 16), dict(padding=1)),  # few input channels
     ((4, 256, 32, 32, 16), dict(padding=1)),  # many input channels
     ((1, 16, 60, 60, 16), dict(padding=1)),  # little output
