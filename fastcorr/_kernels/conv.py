@@ -716,9 +716,10 @@ def channels_last(x, xh, hp, wp, pt, pl, finite, block):
             for j in range((pl + w) * c_count, row.shape[0]):
                 row[j] = 0
             for c0 in range(0, c_count, block):
+                source = ((n * c_count + c0) * h + y) * w  # row y of plane c0, then of the planes after it
                 for j0 in range(0, w, block):
-                    simd.transpose(xh, start + (pl + j0) * c_count + c0, c_count, flat, ((n * c_count + c0) * h + y) * w + j0,
-                                   h * w, min(block, c_count - c0), min(block, w - j0))
+                    simd.transpose(xh, start + (pl + j0) * c_count + c0, c_count, flat, source + j0, h * w,
+                                   min(block, c_count - c0), min(block, w - j0))
         else:
             for j in range(row.shape[0]):
                 row[j] = 0

@@ -547,24 +547,28 @@ def transpose(typingctx, dst, d_off, d_pitch, src, s_off, s_pitch, rows, columns
         zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * count)
         # Rows past ``rows`` are not loaded: their mask is all false (their lanes are zeros).
         within = builder.icmp_signed("<", positions, _splat(builder, columns_, positions.type))
+        def lanes_if(condition, mask):
+            return builder.and_(mask, _splat(builder, condition, mask_type))
+
         block = []
         for i in range(count):
-            mask = builder.and_(within, _splat(builder, builder.icmp_signed(">", rows_, ir.Constant(i64, i)), mask_type))
+            mask = lanes_if(builder.icmp_signed(">", rows_, ir.Constant(i64, i)), within)
             at = builder.gep(source, [builder.mul(intp(5), ir.Constant(i64, i))])
             block.append(builder.call(load, [builder.bitcast(at, vector.as_pointer()), align, mask, zero]))
         # Round with half-width b: rows r and r + b (r % 2b < b) swap their off-diagonal b x b blocks.
         b = count // 2
         while b:
             swapped = list(block)
+            indices = ir.VectorType(i32, count)
+            low = ir.Constant(indices, [p if p % (2 * b) < b else count + p - b for p in range(count)])
+            high = ir.Constant(indices, [p + b if p % (2 * b) < b else count + p for p in range(count)])
             for r in (r for r in range(count) if r % (2 * b) < b):
-                low = [p if p % (2 * b) < b else count + p - b for p in range(count)]
-                high = [p + b if p % (2 * b) < b else count + p for p in range(count)]
-                swapped[r] = builder.shuffle_vector(block[r], block[r + b], ir.Constant(ir.VectorType(i32, count), low))
-                swapped[r + b] = builder.shuffle_vector(block[r], block[r + b], ir.Constant(ir.VectorType(i32, count), high))
+                swapped[r] = builder.shuffle_vector(block[r], block[r + b], low)
+                swapped[r + b] = builder.shuffle_vector(block[r], block[r + b], high)
             block, b = swapped, b // 2
         inside = builder.icmp_signed("<", positions, _splat(builder, rows_, positions.type))
         for k in range(count):
-            mask = builder.and_(inside, _splat(builder, builder.icmp_signed(">", columns_, ir.Constant(i64, k)), mask_type))
+            mask = lanes_if(builder.icmp_signed(">", columns_, ir.Constant(i64, k)), inside)
             at = builder.gep(target, [builder.mul(intp(2), ir.Constant(i64, k))])
             builder.call(store, [block[k], builder.bitcast(at, vector.as_pointer()), align, mask])
         return context.get_dummy_value()

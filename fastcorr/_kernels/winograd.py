@@ -270,7 +270,7 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
                       for lanes in spread]
         rows_of = [builder.shuffle_vector(rows_, rows_, lanes) for lanes in spread]
         both = ir.Constant(ir.VectorType(i32, 2 * count), list(range(2 * count)))
-        pitch_ = intp(10)
+        pitch_, align = intp(10), ir.Constant(i32, dtype.bitwidth // 8)
         for p in range(M):
             row = [builder.fadd(values[p][q], shift) for q in range(M)]
             halves = builder.shuffle_vector(row[0], row[1], both), builder.shuffle_vector(row[2], row[3], both)
@@ -279,7 +279,7 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
                     j % M * count + g * size + j // M for j in range(width)]))
                 mask = builder.and_(columns_in[g], builder.icmp_signed(">", rows_of[g], ir.Constant(wide, [p] * width)))
                 at = builder.bitcast(builder.gep(start, [builder.mul(pitch_, ir.Constant(i64, p))]), segment.as_pointer())
-                builder.call(store, [outputs, at, ir.Constant(i32, dtype.bitwidth // 8), mask])
+                builder.call(store, [outputs, at, align, mask])
         return context.get_dummy_value()
 
     return types.none(out, base, m, m_off, ldm, bias, y_at, rows, columns, first, pitch), codegen
