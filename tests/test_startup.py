@@ -22,14 +22,10 @@ import json, sys
 import numba  # what numba itself imports is not fastcorr's doing
 before = set(sys.modules)
 import fastcorr
-from numba.core.registry import CPUDispatcher
-from fastcorr._kernels import Kernel
 new = sorted(m for m in set(sys.modules) - before if not m.startswith("fastcorr"))
-modules = [m for name, m in sys.modules.items() if name.startswith("fastcorr._kernels")]
-values = [v for m in modules for v in vars(m).values()]
-dispatchers = [v for v in values if isinstance(v, CPUDispatcher)]
-dispatchers += [twin for v in values if isinstance(v, Kernel) for twin in (v.serial, v.parallel)
-                if isinstance(twin, CPUDispatcher)]
+sys.path.insert(0, "tests")
+from twins import dispatchers
+dispatchers = dispatchers()
 print(json.dumps({"new": new, "dispatchers": len(dispatchers), "compiled": sum(len(d.signatures) for d in dispatchers)}))
 """
 

@@ -33,13 +33,8 @@ sys.path.insert(0, "tests")
 from test_warmup import calls
 np.savez(sys.argv[2], *calls(np.float64))
 from numba import types
-from numba.core.registry import CPUDispatcher
-from fastcorr._kernels import Kernel
-values = [v for name, m in list(sys.modules.items()) if name.startswith("fastcorr._kernels") for v in vars(m).values()]
-dispatchers = [v for v in values if isinstance(v, CPUDispatcher)]
-dispatchers += [twin for v in values if isinstance(v, Kernel) for twin in (v.serial, v.parallel)
-                if isinstance(twin, CPUDispatcher)]
-literal = sorted(d.py_func.__qualname__ for d in dispatchers for sig in d.signatures
+from twins import dispatchers
+literal = sorted(d.py_func.__qualname__ for d in dispatchers() for sig in d.signatures
                  if any(isinstance(t, types.Literal) for t in sig))
 print(json.dumps([compiled, literal]))
 """

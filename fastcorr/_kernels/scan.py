@@ -16,7 +16,9 @@ def finite_span(flat, lo, hi):
     full_width()
     zero = flat.dtype.type(0)  # an int 0 would make the sum float64
     acc = zero
-    span = flat[lo:hi]  # a zero-based loop: no negative-index wraparound (vectorised, it reads by gathers)
+    # A zero-based loop over the slice: from a start known only at run time, Numba keeps its
+    # negative-index wraparound in the loop, which LLVM vectorises into gathers.
+    span = flat[lo:hi]
     for i in range(span.shape[0]):
         acc += span[i] * zero
     return acc == zero
