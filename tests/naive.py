@@ -68,11 +68,15 @@ def ndimage_correlate(x, w, mode="reflect", cval=0.0, origin=0):
 
 def shifted_correlation(x, k, shape, p0, p1, boundary, fill):
     """out[i, j] = sum_ab k[a, b] * ext(x)[i + a - p0, j + b - p1] for an output of ``shape``:
-    the extended image built element by element, then one window per output."""
+    the extended image built from the rows and columns each of its rows and columns reads
+    (:func:`source`; the fill value where either is outside), then one window per output."""
     kh, kw = k.shape
-    rows, cols = shape[0] + kh - 1, shape[1] + kw - 1
-    ext = np.array([[extended(x, t - p0, u - p1, boundary, fill) for u in range(cols)] for t in range(rows)],
-                   dtype=np.result_type(x, k)).reshape(rows, cols)
+    rows = [source(t - p0, x.shape[0], boundary) for t in range(shape[0] + kh - 1)]
+    cols = [source(u - p1, x.shape[1], boundary) for u in range(shape[1] + kw - 1)]
+    ext = np.full((len(rows), len(cols)), fill, dtype=np.result_type(x, k))
+    inside_rows = [t for t, r in enumerate(rows) if r is not None]
+    inside_cols = [u for u, c in enumerate(cols) if c is not None]
+    ext[np.ix_(inside_rows, inside_cols)] = x[np.ix_([rows[t] for t in inside_rows], [cols[u] for u in inside_cols])]
     windows = np.lib.stride_tricks.sliding_window_view(ext, (kh, kw))
     return np.einsum("ijab,ab->ij", windows, k)
 
@@ -140,9 +144,11 @@ def _pair(v):
 
 
 def _conv_terms(x_shape, w_shape, stride, padding, dilation, groups):
-    """conv2d's geometry: the zero padding per side, the output shape, and every product.
+    """conv2d's geometry: the zero padding per side, the output shape, and every tap of the weight.
 
-    Each product is (index into the padded input, index into weight, index into the output).
+    Each tap is (an index into weight, the input channel it reads, and the rows and columns of
+    the padded input that it multiplies, one per output row and column): the tap (o, c, a, b)
+    adds xpad[n, channel, i*s + a*d, j*s + b*d] * weight[o, c, a, b] to every output y[n, o, i, j].
     """
     N, C, H, W = x_shape
     O, Cg, kh, kw = w_shape
@@ -159,45 +165,46 @@ def _conv_terms(x_shape, w_shape, stride, padding, dilation, groups):
     Ho = (H + top + bottom - dh * (kh - 1) - 1) // sh + 1
     Wo = (W + left + right - dw * (kw - 1) - 1) // sw + 1
     assert C == Cg * groups and O % groups == 0 and Ho > 0 and Wo > 0
-    terms = (
-        ((n, o // (O // groups) * Cg + c, i * sh + a * dh, j * sw + b * dw), (o, c, a, b), (n, o, i, j))
-        for n, o, i, j, c, a, b in itertools.product(range(N), range(O), range(Ho), range(Wo), range(Cg), range(kh), range(kw))
+    taps = (
+        ((o, c, a, b), o // (O // groups) * Cg + c,
+         slice(a * dh, a * dh + (Ho - 1) * sh + 1, sh), slice(b * dw, b * dw + (Wo - 1) * sw + 1, sw))
+        for o, c, a, b in itertools.product(range(O), range(Cg), range(kh), range(kw))
     )
-    return ((0, 0), (0, 0)) + pads, (N, O, Ho, Wo), terms
+    return ((0, 0), (0, 0)) + pads, (N, O, Ho, Wo), taps
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """torch.nn.functional.conv2d as loops: y[n, o, i, j] = bias[o] + sum of xpad[n, c, i*s + a*d, j*s + b*d] * weight[o, c, a, b]."""
     x, weight = np.asarray(x, np.float64), np.asarray(weight, np.float64)
-    pads, shape, terms = _conv_terms(x.shape, weight.shape, stride, padding, dilation, groups)
+    pads, shape, taps = _conv_terms(x.shape, weight.shape, stride, padding, dilation, groups)
     xpad = np.pad(x, pads)
     y = np.zeros(shape)
-    for xi, wi, yi in terms:
-        y[yi] += xpad[xi] * weight[wi]
+    for wi, channel, rows, cols in taps:
+        y[:, wi[0]] += xpad[:, channel, rows, cols] * weight[wi]
     if bias is not None:
         y += np.asarray(bias, np.float64)[:, None, None]
     return y
 
 
 def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
-    """d sum(conv2d(x, weight) * grad_output) / dx by the chain rule, one product at a time."""
+    """d sum(conv2d(x, weight) * grad_output) / dx by the chain rule, one tap at a time."""
     weight, dy = np.asarray(weight, np.float64), np.asarray(grad_output, np.float64)
-    pads, shape, terms = _conv_terms(tuple(input_shape), weight.shape, stride, padding, dilation, groups)
+    pads, shape, taps = _conv_terms(tuple(input_shape), weight.shape, stride, padding, dilation, groups)
     assert dy.shape == shape
     dxpad = np.zeros([n + lo + hi for n, (lo, hi) in zip(input_shape, pads)])
-    for xi, wi, yi in terms:
-        dxpad[xi] += dy[yi] * weight[wi]
+    for wi, channel, rows, cols in taps:
+        dxpad[:, channel, rows, cols] += dy[:, wi[0]] * weight[wi]
     (top, _), (left, _) = pads[2:]
     return dxpad[:, :, top : top + input_shape[2], left : left + input_shape[3]]
 
 
 def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1):
-    """d sum(conv2d(input, weight) * grad_output) / dweight by the chain rule, one product at a time."""
+    """d sum(conv2d(input, weight) * grad_output) / dweight by the chain rule, one tap at a time."""
     x, dy = np.asarray(input, np.float64), np.asarray(grad_output, np.float64)
-    pads, shape, terms = _conv_terms(x.shape, tuple(weight_shape), stride, padding, dilation, groups)
+    pads, shape, taps = _conv_terms(x.shape, tuple(weight_shape), stride, padding, dilation, groups)
     assert dy.shape == shape
     xpad = np.pad(x, pads)
     dw = np.zeros(weight_shape)
-    for xi, wi, yi in terms:
-        dw[wi] += xpad[xi] * dy[yi]
+    for wi, channel, rows, cols in taps:
+        dw[wi] = (xpad[:, channel, rows, cols] * dy[:, wi[0]]).sum()
     return dw
