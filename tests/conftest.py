@@ -11,6 +11,11 @@ settings.register_profile("fastcorr", deadline=None, max_examples=60, derandomiz
 settings.load_profile("fastcorr")
 
 
+def pytest_collection_modifyitems(items):
+    """The slow tests first: handed out to the workers from the start, they no longer end the run on one."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def rng():
     return np.random.default_rng(20261126)
