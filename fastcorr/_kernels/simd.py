@@ -118,6 +118,18 @@ def _vectors(context, builder, dtype, count):
     return vector, fma, load, store
 
 
+def _masked(builder, vector, kind):
+    """``llvm.masked.load`` (``kind`` 'load': pointer, alignment, mask, the value of lanes
+    masked off) or ``llvm.masked.store`` (value, pointer, alignment, mask) of ``vector``."""
+    i32, mask = ir.IntType(32), ir.VectorType(ir.IntType(1), vector.count)
+    bits = 32 if isinstance(vector.element, ir.FloatType) else 64
+    if kind == "load":
+        signature = ir.FunctionType(vector, [vector.as_pointer(), i32, mask, vector])
+    else:
+        signature = ir.FunctionType(ir.VoidType(), [vector, vector.as_pointer(), i32, mask])
+    return cgutils.get_or_insert_function(builder.module, signature, f"llvm.masked.{kind}.v{vector.count}f{bits}.p0")
+
+
 def _counted_loop(builder, name, trips):
     """Blocks ``name.loop`` and ``name.exit`` after the current one, entered when ``trips`` (an
     i64) is positive; the builder at the top of the loop. Returns the entry block, the loop and
@@ -530,12 +542,7 @@ def transpose(typingctx, dst, d_off, d_pitch, src, s_off, s_pitch, rows, columns
         vector = ir.VectorType(context.get_value_type(dtype), count)
         mask_type = ir.VectorType(i1, count)
         align = ir.Constant(i32, dtype.bitwidth // 8)
-        load = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector, [vector.as_pointer(), i32, mask_type, vector]),
-            f"llvm.masked.load.v{count}f{dtype.bitwidth}.p0")
-        store = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [vector, vector.as_pointer(), i32, mask_type]),
-            f"llvm.masked.store.v{count}f{dtype.bitwidth}.p0")
+        load, store = _masked(builder, vector, "load"), _masked(builder, vector, "store")
 
         def intp(i):
             return context.cast(builder, args[i], t[i], types.intp)
@@ -547,6 +554,7 @@ def transpose(typingctx, dst, d_off, d_pitch, src, s_off, s_pitch, rows, columns
         zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * count)
         # Rows past ``rows`` are not loaded: their mask is all false (their lanes are zeros).
         within = builder.icmp_signed("<", positions, _splat(builder, columns_, positions.type))
+
         def lanes_if(condition, mask):
             return builder.and_(mask, _splat(builder, condition, mask_type))
 

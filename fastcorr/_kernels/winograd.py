@@ -28,7 +28,6 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
-from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
@@ -257,10 +256,7 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
 
         rows_, columns_ = limit(7), limit(8)
         segment = ir.VectorType(vector.element, width)
-        mask_type = ir.VectorType(ir.IntType(1), width)
-        store = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [segment, segment.as_pointer(), i32, mask_type]),
-            f"llvm.masked.store.v{width}f{dtype.bitwidth}.p0")
+        store = simd._masked(builder, segment, "store")
         wide = ir.VectorType(i64, width)
         quarters = ir.Constant(wide, [j % M for j in range(width)])
         # Lane j = 4 k + q of group g's vectors: column q of tile g * size + k.
