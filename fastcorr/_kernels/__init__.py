@@ -15,9 +15,6 @@ import contextlib
 import types
 
 import numba
-import numpy as np
-from numba.core import types as nbtypes
-from numba.core.registry import CPUDispatcher
 
 from fastcorr._kernels import _cache, _link, _threading
 
@@ -43,25 +40,8 @@ def _fastmath(reassociate: bool) -> set[str]:
     return {"contract", "reassoc"} if reassociate else {"contract"}
 
 
-class _Dispatcher(CPUDispatcher):
-    """Numba's dispatcher, except that a read-only array runs the code compiled for the same
-    array writeable. Kernels never write their inputs, so a read-only image (``np.asarray`` of
-    a PIL image, a read-only memory map, a broadcast) compiles nothing of its own, and what
-    :func:`fastcorr.warmup` compiled serves it; Numba would compile every kernel again for it."""
-
-    def _compile_for_args(self, *args, **kws):
-        if not any(isinstance(a, np.ndarray) and not a.flags.writeable for a in args):
-            return super()._compile_for_args(*args, **kws)
-        found = [self.typeof_pyval(a) for a in args]
-        writeable = [t.copy(readonly=False) if isinstance(t, nbtypes.Array) and t.aligned else t for t in found]
-        entry = self.compile(tuple(writeable))
-        self._insert([t._code for t in found], entry, False)  # later calls go straight to it
-        return entry
-
-
 def _compiled(fn: types.FunctionType, reassociate: bool = False, **options):
-    options = dict(nopython=True, boundscheck=None, fastmath=_fastmath(reassociate), **_OPTIONS, **options)
-    dispatcher = _Dispatcher(py_func=fn, locals={}, targetoptions=options)
+    dispatcher = numba.njit(fastmath=_fastmath(reassociate), **_OPTIONS, **options)(fn)
     _cache.attach(dispatcher)
     return dispatcher
 
