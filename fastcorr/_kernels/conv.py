@@ -14,6 +14,8 @@ is carried to the output (``0 * inf`` is NaN), as a padded copy would.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 from numba import prange
@@ -438,6 +440,15 @@ def _taps4(a0, a1, a2, a3, wrow, xc, base, dw, m):
             a3[t] += q0 * e0
 
 
+@functools.lru_cache(maxsize=256)
+def tap_offsets(channels, kh, kw, plane, pitch, step, multiple=1):
+    """The offsets ``c * plane + a * pitch + b * step`` of the taps ``(c, a, b)`` in flat padded
+    planes, in that order, the last repeated up to a multiple of ``multiple`` (computed once per
+    layer: building them took a tenth of LeNet's weight gradient). Callers must not write to it."""
+    offsets = (np.arange(channels)[:, None, None] * plane + np.arange(kh)[:, None] * pitch + np.arange(kw) * step).ravel()
+    return np.concatenate([offsets, np.full(-offsets.size % multiple, offsets[-1])]).astype(np.int64)
+
+
 #: Positions per run of :func:`_weight_grad_flat_task`: a multiple of every vector's lanes.
 _DOT_RUN = 512
 
@@ -451,10 +462,7 @@ def weight_grad_dots(x, dy, dwt, dh, dw, pt, pl, groups, work):
     wp, size = flat_geometry(x.shape, dwt.shape, dy.shape, dh, dw, pl)
     count = simd.lanes(x.dtype.itemsize)
     length = -(-oh * wp // count) * count
-    a, b = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
-    offsets = (a * dh * wp + b * dw).ravel().astype(np.int64)
-    padded = -(-offsets.size // taps) * taps
-    offsets = np.concatenate([offsets, np.full(padded - offsets.size, offsets[-1])])
+    offsets = tap_offsets(1, kh, kw, 0, dh * wp, dw, taps)
     xp, _ = padded_planes(x, max(size, int(offsets[-1]) + length), pt, pl, wp, work)
     blocks = -(-(o_count // groups) // rows)
     wanted = min(cg, max(1, 4 * numba.get_num_threads() // (groups * blocks)))
@@ -568,8 +576,7 @@ def tiled(x, weight, bias, out, dh, dw, pt, pl, groups, work):
     packed = np.zeros((groups, blocks * mr, k_count), weight.dtype)
     packed[:, :og] = weight.reshape(groups, og, k_count)
     packed = np.ascontiguousarray(packed.reshape(groups, blocks, mr, k_count).transpose(0, 1, 3, 2)).ravel()
-    c, a, b = np.meshgrid(np.arange(cg), np.arange(kh), np.arange(kw), indexing="ij")
-    offsets = (c * plane + a * dh * wp + b * dw).ravel().astype(np.int64)
+    offsets = tap_offsets(cg, kh, kw, plane, dh * wp, dw)
     scratch = np.empty((threads, c_count * plane + mr * tiles * nr), weight.dtype)
     twin(x, packed, offsets, bias, out, scratch, n_batch * -(-oh // rows), rows, pt, pl, wp, plane, nr, block, groups)
 
