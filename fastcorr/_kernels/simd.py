@@ -459,7 +459,8 @@ def channel_band(kh: int, kw: int):
 
     for ``i < CHANNEL_ROWS`` and ``l`` below the vector's lanes. Each sum is a chain of fused
     multiply-adds from zero in ``(c, b, a)`` order, whatever the block's place: overlapping
-    blocks give the same bits. Each loaded vector of ``x`` feeds every row that reads it. The
+    blocks give the same bits (the other direct loops add in ``(c, a, b)`` order: their sums
+    differ from these by rounding). Each loaded vector of ``x`` feeds every row that reads it. The
     taps of one kernel column at a time are held in registers (holding all of a 5x5 kernel's
     beside the accumulators spilled them to the stack at every channel: 1.25-1.4x slower).
     Indices are not checked: the caller keeps every access in bounds.
