@@ -318,6 +318,33 @@ def test_the_weight_gradient_on_the_tile_matches_the_loops_at_every_edge(dtype, 
     np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol)
 
 
+def test_dot_blocks_load_the_fewest_vectors():
+    full, narrow, taps = simd.DOT_ROWS, simd.DOT_ROWS - 1, simd.DOT_TAPS
+    for count in range(1, 4 * full + 1):
+        loads = {rows: -(-count // rows) * (rows + taps) for rows in (full, narrow)}
+        assert simd.dot_rows(count) == (narrow if loads[narrow] < loads[full] else full)
+    assert simd.dot_rows(4 * full) == full
+    if (full, taps) == (4, 5):  # AVX-512: LeNet's six output channels as two blocks of three
+        assert simd.dot_rows(6) == 3 and simd.dot_rows(7) == 4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("twin", ["serial", "parallel"])
+def test_the_weight_gradient_dots_match_the_loops_for_any_count_of_output_channels(dtype, twin, rng):
+    """Full and narrow blocks of output channels (one to three blocks, and groups), against the loops."""
+    rtol = 1e-4 if dtype == np.float32 else 1e-11
+    for o, c, groups, k, padding in [(1, 1, 1, 5, 0), (2, 3, 1, 3, 1), (3, 2, 1, 3, 0), (5, 1, 1, 5, 2),
+                                     (6, 1, 1, 5, 0), (7, 2, 1, 3, 1), (9, 1, 1, 3, 1), (6, 4, 2, 3, 1)]:
+        x = rng.standard_normal((2, c, 9, 11)).astype(dtype)
+        w_shape = (o, c // groups, k, k)
+        dy = rng.standard_normal((2, o, 9 + 2 * padding - k + 1, 11 + 2 * padding - k + 1)).astype(dtype)
+        dw = np.full(w_shape, np.nan, dtype)
+        with run_as(twin):
+            conv.weight_grad_dots(x, dy, dw, 1, 1, padding, padding, groups, 0)
+        expected = naive.conv2d_weight_grad(x, w_shape, dy, padding=padding, groups=groups)
+        np.testing.assert_allclose(dw, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
 def test_the_weight_gradient_takes_the_tile_where_half_of_it_is_kept():
     mr, width = simd.TILE_ROWS, simd.TILE_VECTORS * simd.lanes(4)
     assert conv.gemm_pays(width // 3, mr, 3, 4) and conv.gemm_pays(64, 64, 3, 4)

@@ -23,7 +23,7 @@ from numba import prange
 from fastcorr._kernels import helper, kernel, scalar, shared, simd
 from fastcorr._kernels.corr import _accumulate, _dot
 from fastcorr._kernels.scan import finite_span
-from fastcorr._kernels.simd import dots, full_width, tile
+from fastcorr._kernels.simd import dots, full_width, narrow_dots, tile
 
 
 @scalar
@@ -458,31 +458,31 @@ def weight_grad_dots(x, dy, dwt, dh, dw, pt, pl, groups, work):
     columns pair them with zeros, and ``0 * inf`` is NaN), lay out the taps, and share the input
     channels out so that every thread is busy (``work`` multiply-adds pick the twin)."""
     (n_batch, c_count, _, width), (o_count, cg, kh, kw), oh = x.shape, dwt.shape, dy.shape[2]
-    rows, taps = simd.DOT_ROWS, simd.DOT_TAPS
+    rows = simd.dot_rows(o_count // groups)
     wp, size = flat_geometry(x.shape, dwt.shape, dy.shape, dh, dw, pl)
     count = simd.lanes(x.dtype.itemsize)
     length = -(-oh * wp // count) * count
-    offsets = tap_offsets(1, kh, kw, 0, dh * wp, dw, taps)
+    offsets = tap_offsets(1, kh, kw, 0, dh * wp, dw, simd.DOT_TAPS)
     xp, _ = padded_planes(x, max(size, int(offsets[-1]) + length), pt, pl, wp, work)
     blocks = -(-(o_count // groups) // rows)
     wanted = min(cg, max(1, 4 * numba.get_num_threads() // (groups * blocks)))
-    weight_grad_flat.pick(work)(xp, dy, dwt, groups, wp, -(-cg // wanted), offsets, length)
+    weight_grad_flat.pick(work)(xp, dy, dwt, groups, wp, -(-cg // wanted), offsets, length, rows)
 
 
 @kernel
-def weight_grad_flat(xp, dy, dwt, groups, wp, per, offsets, length):
-    """A task is a block of ``DOT_ROWS`` output channels and ``per`` of the input channels; it
-    lays its rows of dY out at the planes' pitch once per image."""
-    blocks = (dwt.shape[0] // groups + simd.DOT_ROWS - 1) // simd.DOT_ROWS
+def weight_grad_flat(xp, dy, dwt, groups, wp, per, offsets, length, rows):
+    """A task is a block of ``rows`` output channels (:func:`simd.dot_rows`) and ``per`` of the
+    input channels; it lays its rows of dY out at the planes' pitch once per image."""
+    blocks = (dwt.shape[0] // groups + rows - 1) // rows
     parts = (dwt.shape[1] + per - 1) // per
     for task in prange(groups * blocks * parts):
-        _weight_grad_flat_task(np.int64(task), xp, dy, dwt, groups, wp, per, offsets, length)
+        _weight_grad_flat_task(np.int64(task), xp, dy, dwt, groups, wp, per, offsets, length, rows)
 
 
 @shared
-def _weight_grad_flat_task(task, xp, dy, dwt, groups, wp, per, offsets, length):
+def _weight_grad_flat_task(task, xp, dy, dwt, groups, wp, per, offsets, length, rows):
     full_width()
-    rows, taps = simd.DOT_ROWS, simd.DOT_TAPS
+    taps = simd.DOT_TAPS
     n_batch = xp.shape[0]
     o_count, cg, kh, kw = dwt.shape
     og = o_count // groups
@@ -505,8 +505,12 @@ def _weight_grad_flat_task(task, xp, dy, dwt, groups, wp, per, offsets, length):
             for cc in range(c0, c1):
                 plane = xp[n, g * cg + cc]
                 for k0 in range(0, padded, taps):
-                    dots(sums, (cc - c0) * rows * padded + k0, padded, lanes, t0, length, plane, t0,
-                         offsets[k0 : k0 + taps], run)
+                    if rows == simd.DOT_ROWS:
+                        dots(sums, (cc - c0) * rows * padded + k0, padded, lanes, t0, length, plane, t0,
+                             offsets[k0 : k0 + taps], run)
+                    else:
+                        narrow_dots(sums, (cc - c0) * rows * padded + k0, padded, lanes, t0, length, plane, t0,
+                                    offsets[k0 : k0 + taps], run)
     for cc in range(c0, c1):
         for q in range(nq):
             target = dwt[o0 + q, cc].ravel()
