@@ -500,6 +500,8 @@ ROWS, LANES32, LANES64 = simd.CHANNEL_ROWS, simd.lanes(4), simd.lanes(8)
     (5, 6, 1, 1, 4, 1, 3),  # a one-channel layer's input gradient: padding kernel - 1
     (3, 3, 5, 1, 1, 2, 1),  # several output channels
     (3, 4, 6, 2, 0, 0, 2),  # several output channels a group
+    (3, 2, 1, 1, 1, ROWS // 2 + 1, 0),  # more than half a block over: a whole block overlapping
+    (5, 2, 3, 1, 2, ROWS + ROWS // 2, 1),  # exactly half a block over: a half block
 ])
 def test_channel_band_against_the_loops_with_inf_and_nan(dtype, k, c, o, groups, pad, extra_rows, extra_columns):
     """The channel band: naive.py's sums for every block edge, padding, channel count and group,

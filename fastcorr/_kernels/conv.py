@@ -311,6 +311,9 @@ def _forward_flat_task(task, x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
 # products over few channels are short.
 
 _band3x3, _band5x5 = simd.channel_band(3, 3), simd.channel_band(5, 5)
+#: Half blocks, for the last rows of an output whose height leaves at most half a block over
+#: (a whole block there would compute up to half its rows twice: 28 rows took four blocks).
+_half3x3, _half5x5 = simd.channel_band(3, 3, simd.CHANNEL_ROWS // 2), simd.channel_band(5, 5, simd.CHANNEL_ROWS // 2)
 
 
 def band_fits(w_shape, out_shape, dh: int, dw: int, itemsize: int) -> bool:
@@ -350,14 +353,21 @@ def _channel_band_task(task, x, w, bias, out, groups, pt, pl, wp, size):
     xg = _group_planes(x, n, g, cg, pt, pl, wp, size).ravel()
     count = simd.VECTOR_BITS // (8 * out.itemsize)
     rows = simd.CHANNEL_ROWS
+    half = rows // 2
     for o in range(g * og, (g + 1) * og):
         taps, plane, b = w[o].ravel(), out[n, o].ravel(), bias[o]
         for i0 in range(0, oh, rows):
-            i = min(i0, oh - rows)  # the last block overlaps the one before it: outputs are assigned
+            short = oh - i0 <= half
+            # The last block overlaps the one before it: outputs are assigned.
+            i = oh - half if short else min(i0, oh - rows)
             for j0 in range(0, ow, count):
                 j = min(j0, ow - count)
-                if kh == 3:
+                if kh == 3 and short:
+                    _half3x3(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
+                elif kh == 3:
                     _band3x3(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
+                elif short:
+                    _half5x5(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
                 else:
                     _band5x5(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
 
