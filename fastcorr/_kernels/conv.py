@@ -455,7 +455,8 @@ def tap_offsets(channels, kh, kw, plane, pitch, step, multiple=1):
     """The offsets ``c * plane + a * pitch + b * step`` of the taps ``(c, a, b)`` in flat padded
     planes, in that order, the last repeated up to a multiple of ``multiple`` (computed once per
     layer: building them took a tenth of LeNet's weight gradient). Callers must not write to it."""
-    offsets = (np.arange(channels)[:, None, None] * plane + np.arange(kh)[:, None] * pitch + np.arange(kw) * step).ravel()
+    c, a, b = np.arange(channels)[:, None, None], np.arange(kh)[:, None], np.arange(kw)
+    offsets = (c * plane + a * pitch + b * step).ravel()
     return np.concatenate([offsets, np.full(-offsets.size % multiple, offsets[-1])]).astype(np.int64)
 
 

@@ -476,9 +476,9 @@ CHANNEL_ROWS = 8
 
 
 def channel_band(kh: int, kw: int, rows: int = 0):
-    """A block of ``rows`` output rows (``CHANNEL_ROWS`` unless given) by one vector of a correlation with a ``kh x kw``
-    kernel, summed over channels: an intrinsic ``(out, o_base, ldo, x, x_base, ldx, plane,
-    channels, k, bias)``::
+    """A block of ``rows`` output rows (``CHANNEL_ROWS`` unless given) by one vector of a
+    correlation with a ``kh x kw`` kernel, summed over channels: an intrinsic ``(out, o_base,
+    ldo, x, x_base, ldx, plane, channels, k, bias)``::
 
         out[o_base + i * ldo + l] = bias + sum over c < channels, a < kh, b < kw of
             k[(c * kh + a) * kw + b] * x[x_base + c * plane + (i + a) * ldx + b + l]
@@ -486,9 +486,10 @@ def channel_band(kh: int, kw: int, rows: int = 0):
     for ``i < rows`` and ``l`` below the vector's lanes. Each sum is a chain of fused
     multiply-adds from zero in ``(c, b, a)`` order, whatever the block's place: overlapping
     blocks give the same bits (the other direct loops add in ``(c, a, b)`` order: their sums
-    differ from these by rounding). Each loaded vector of ``x`` feeds every row that reads it. The
-    taps of one kernel column at a time are held in registers (holding all of a 5x5 kernel's
-    beside the accumulators spilled them to the stack at every channel: 1.25-1.4x slower).
+    differ from these by rounding). Each loaded vector of ``x`` feeds every row that reads it.
+    The taps of one kernel column at a time are held in registers (holding all of a 5x5
+    kernel's beside the accumulators spilled them to the stack at every channel: 1.25-1.4x
+    slower).
     Indices are not checked: the caller keeps every access in bounds.
     """
     rows = rows or CHANNEL_ROWS
