@@ -89,14 +89,16 @@ def test_the_weight_gradient_transforms_compute_a_correlation(rng):
                                rtol=1e-12, atol=1e-13)
 
 
-def test_the_packed_kernel_transform(rng):
-    weight = rng.standard_normal((11, 3, 3, 3))
-    blocks = -(-11 // simd.TILE_ROWS)
-    packed = wg.transformed_weights(weight, blocks).reshape(wg.POINTS, blocks, 3, simd.TILE_ROWS)
-    u = np.einsum("ik,ockl,jl->ijoc", wg.G, weight, wg.G).reshape(wg.POINTS, 11, 3)
-    unpacked = packed.transpose(0, 1, 3, 2).reshape(wg.POINTS, blocks * simd.TILE_ROWS, 3)
-    np.testing.assert_allclose(unpacked[:, :11], u, rtol=1e-14, atol=1e-15)
-    assert not unpacked[:, 11:].any()
+@pytest.mark.parametrize("o, c", [(11, 3), (16, 5), (37, 29)])  # one product (whole blocks or not); several
+def test_the_packed_kernel_transform(o, c, rng):
+    weight = rng.standard_normal((o, c, 3, 3))
+    blocks = -(-o // simd.TILE_ROWS)
+    packed = wg.transformed_weights(weight, blocks).reshape(wg.POINTS, blocks, c, simd.TILE_ROWS)
+    u = np.einsum("ik,ockl,jl->ijoc", wg.G, weight, wg.G).reshape(wg.POINTS, o, c)
+    unpacked = packed.transpose(0, 1, 3, 2).reshape(wg.POINTS, blocks * simd.TILE_ROWS, c)
+    np.testing.assert_allclose(unpacked[:, :o], u, rtol=1e-14, atol=1e-15)
+    assert not unpacked[:, o:].any()
+    assert blocks * simd.TILE_ROWS * c > wg._PRODUCT_COLUMNS or o < 37
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

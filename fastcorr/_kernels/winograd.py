@@ -31,7 +31,7 @@ from numba import prange, types
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-from fastcorr._kernels import helper, kernel, shared, simd
+from fastcorr._kernels import kernel, shared, simd
 from fastcorr._kernels.conv import add_parts, kept, laid_channels_last, padded_planes
 from fastcorr._kernels.simd import full_width, narrow_tile, tile
 
@@ -73,41 +73,34 @@ def _two_d(one_d, grid):
     return [one_d([column[i] for column in columns]) for i in range(len(columns[0]))]
 
 
+#: ``GG[p * 6 + q, a * 3 + b] = G[p, a] * G[q, b]``: one product by it transforms a flattened 3x3 kernel.
+_GG = np.kron(G, G)
+#: Columns per product by :data:`_GG`: 36 x 9 x 512 multiply-adds stay below OpenBLAS's threshold
+#: for threads (262144). A larger product ran on its threads, whose spinning after it slowed the
+#: parallel pass that follows (N8 C64 56² float32 forward 5.5-6.0 -> 8.0-11.9 ms).
+_PRODUCT_COLUMNS = 512
+
+
 def transformed_weights(weight, blocks):
     """``U[xi][o, c] = (G w[o, c] G^T)[xi]``, computed in float64 and packed for
     :func:`fastcorr._kernels.simd.tile`: point ``xi``, block ``ob`` of ``TILE_ROWS`` output
-    channels, input channel ``c``, row ``i`` of the block (zeros past O)."""
-    packed = np.zeros((POINTS, blocks, weight.shape[1], simd.TILE_ROWS), weight.dtype)
-    _pack_weights(weight, packed)
-    return packed.ravel()
-
-
-@shared
-def _pack_weights(weight, packed):
+    channels, input channel ``c``, row ``i`` of the block (zeros past O). Products by
+    :data:`_GG` of the kernels' taps laid out in that order: as fast as a compiled loop, and a
+    first Winograd call has that loop's 0.4-0.7 s less to compile."""
     mr = simd.TILE_ROWS
-    o_count = weight.shape[0]
-    rows, block = np.empty((PATCH, 3)), np.empty((POINTS, mr))
-    for ob in range(packed.shape[1]):
-        n = min(mr, o_count - ob * mr)
-        for c in range(weight.shape[1]):
-            for i in range(n):
-                _pack_one(weight[ob * mr + i, c], block[:, i], rows)
-            # Point by point, the block's row is ``n`` neighbouring elements of ``packed`` (written
-            # one transform at a time, each of its 36 points would land on a page of its own).
-            for xi in range(POINTS):
-                for i in range(n):
-                    packed[xi, ob, c, i] = block[xi, i]
-
-
-@helper
-def _pack_one(w, target, rows):
-    """``target[p * 6 + q] = (G w G^T)[p, q]``, ``rows`` the scratch for ``G w``."""
-    for p in range(PATCH):
-        for b in range(3):
-            rows[p, b] = G[p, 0] * w[0, b] + G[p, 1] * w[1, b] + G[p, 2] * w[2, b]
-    for p in range(PATCH):
-        for q in range(PATCH):
-            target[p * PATCH + q] = rows[p, 0] * G[q, 0] + rows[p, 1] * G[q, 1] + rows[p, 2] * G[q, 2]
+    o_count, c_count = weight.shape[:2]
+    whole = o_count // mr
+    taps = np.zeros((9, blocks, c_count, mr))
+    by_rows = taps.transpose(0, 1, 3, 2)  # a view: tap, block, row of the block, input channel
+    weights = weight.reshape(o_count, c_count, 9).transpose(2, 0, 1)
+    by_rows[:, :whole] = weights[:, : whole * mr].reshape(9, whole, mr, c_count)
+    if whole < blocks:
+        by_rows[:, whole, : o_count - whole * mr] = weights[:, whole * mr :]
+    taps = taps.reshape(9, -1)
+    packed = np.empty((POINTS, taps.shape[1]), weight.dtype)
+    for first in range(0, taps.shape[1], _PRODUCT_COLUMNS):
+        packed[:, first : first + _PRODUCT_COLUMNS] = _GG @ taps[:, first : first + _PRODUCT_COLUMNS]
+    return packed.ravel()
 
 
 class _VectorOps:
