@@ -465,36 +465,38 @@ _DOT_RUN = 512
 
 
 def weight_grad_dots(x, dy, dwt, dh, dw, pt, pl, groups, work):
-    """Run :func:`weight_grad_flat`: pad the input planes (they must be finite: the dropped
-    columns pair them with zeros, and ``0 * inf`` is NaN), lay out the taps, and share the input
-    channels out so that every thread is busy (``work`` multiply-adds pick the twin)."""
+    """Run :func:`weight_grad_flat` on a finite ``x`` (the dropped columns pair its padded planes
+    with zeros, and ``0 * inf`` is NaN): lay out the taps, and share the input channels out so
+    that every thread is busy (``work`` multiply-adds pick the twin)."""
     (n_batch, c_count, _, width), (o_count, cg, kh, kw), oh = x.shape, dwt.shape, dy.shape[2]
     rows = simd.dot_rows(o_count // groups)
     wp, size = flat_geometry(x.shape, dwt.shape, dy.shape, dh, dw, pl)
     count = simd.lanes(x.dtype.itemsize)
     length = -(-oh * wp // count) * count
     offsets = tap_offsets(1, kh, kw, 0, dh * wp, dw, simd.DOT_TAPS)
-    xp, _ = padded_planes(x, max(size, int(offsets[-1]) + length), pt, pl, wp, work)
     blocks = -(-(o_count // groups) // rows)
     wanted = min(cg, max(1, 4 * numba.get_num_threads() // (groups * blocks)))
-    weight_grad_flat.pick(work)(xp, dy, dwt, groups, wp, -(-cg // wanted), offsets, length, rows)
+    weight_grad_flat.pick(work)(x, dy, dwt, groups, pt, pl, wp, max(size, int(offsets[-1]) + length),
+                                -(-cg // wanted), offsets, length, rows)
 
 
 @kernel
-def weight_grad_flat(xp, dy, dwt, groups, wp, per, offsets, length, rows):
+def weight_grad_flat(x, dy, dwt, groups, pt, pl, wp, size, per, offsets, length, rows):
     """A task is a block of ``rows`` output channels (:func:`simd.dot_rows`) and ``per`` of the
-    input channels; it lays its rows of dY out at the planes' pitch once per image."""
+    input channels; image by image, it pads its input planes (``size`` elements each, at pitch
+    ``wp``) and lays its rows of dY out at that pitch, in scratch of its own (a padded copy of
+    the whole input, made by a pass of its own, cost a tenth of LeNet's weight gradient)."""
     blocks = (dwt.shape[0] // groups + rows - 1) // rows
     parts = (dwt.shape[1] + per - 1) // per
     for task in prange(groups * blocks * parts):
-        _weight_grad_flat_task(np.int64(task), xp, dy, dwt, groups, wp, per, offsets, length, rows)
+        _weight_grad_flat_task(np.int64(task), x, dy, dwt, groups, pt, pl, wp, size, per, offsets, length, rows)
 
 
 @shared
-def _weight_grad_flat_task(task, xp, dy, dwt, groups, wp, per, offsets, length, rows):
+def _weight_grad_flat_task(task, x, dy, dwt, groups, pt, pl, wp, size, per, offsets, length, rows):
     full_width()
     taps = simd.DOT_TAPS
-    n_batch = xp.shape[0]
+    n_batch = x.shape[0]
     o_count, cg, kh, kw = dwt.shape
     og = o_count // groups
     blocks = (og + rows - 1) // rows
@@ -507,14 +509,17 @@ def _weight_grad_flat_task(task, xp, dy, dwt, groups, wp, per, offsets, length, 
     c0, c1 = part * per, min(cg, (part + 1) * per)
     lanes = np.zeros(rows * length, dy.dtype)
     sums = np.zeros((c1 - c0) * rows * padded, dwt.dtype)
+    planes = np.empty((c1 - c0, size), x.dtype)
     for n in range(n_batch):
         for q in range(nq):
             _padded(dy[n, o0 + q], lanes[q * length : (q + 1) * length], np.int64(0), np.int64(0), wp)
+        for cc in range(c0, c1):
+            _padded(x[n, g * cg + cc], planes[cc - c0], pt, pl, wp)
         # Runs of positions short enough that the rows of dY stay in L1 across channels and taps.
         for t0 in range(0, length, _DOT_RUN):
             run = min(_DOT_RUN, length - t0)
             for cc in range(c0, c1):
-                plane = xp[n, g * cg + cc]
+                plane = planes[cc - c0]
                 for k0 in range(0, padded, taps):
                     if rows == simd.DOT_ROWS:
                         dots(sums, (cc - c0) * rows * padded + k0, padded, lanes, t0, length, plane, t0,
