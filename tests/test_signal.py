@@ -386,6 +386,27 @@ def test_corr2d_grad_finite_differences(rng):
         assert (loss(X, K + E) - loss(X, K - E)) / (2 * eps) == pytest.approx(dK[idx], rel=1e-6, abs=1e-6)
 
 
+@pytest.mark.parametrize("padded_bytes", [0, 1 << 20], ids=["border loops", "padded copy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("spoiled", ["finite", "dY", "K"])
+def test_corr2d_grad_dx_either_way_puts_inf_and_nan_where_the_loops_do(padded_bytes, dtype, spoiled, monkeypatch, rng):
+    """dX over a zero-padded copy of dY (small calls) or on the border loops (large ones): the
+    chain rule's values, and an inf or NaN of dY or K exactly where the plain loops put it."""
+    monkeypatch.setattr(fc.signal, "_PADDED_BYTES", padded_bytes)
+    X, K, dY = sample(rng, (9, 11), dtype), sample(rng, (3, 4), dtype), sample(rng, (7, 8), dtype)
+    if spoiled == "dY":
+        dY[0, 0], dY[3, 5] = np.inf, np.nan
+    elif spoiled == "K":
+        K[2, 3] = -np.inf
+    with np.errstate(invalid="ignore"):
+        dX, _ = fc.corr2d_grad(X, K, dY)
+        eX = naive.corr2d_grad(X, K, dY)[0].astype(dX.dtype)
+    assert_same_nonfinite(dX, eX)
+    finite = np.isfinite(eX)
+    assert_same(dX[finite], eX[finite])
+    assert bool(finite.all()) is (spoiled == "finite")
+
+
 def test_corr2d_grad_float32_stays_float32(rng):
     X = rng.standard_normal((64, 64)).astype(np.float32)
     K = rng.standard_normal((3, 3)).astype(np.float32)
