@@ -183,14 +183,16 @@ def corr2d_grad(X: ArrayLike, K: ArrayLike, dY: ArrayLike) -> tuple[NDArray, NDA
     dy = _validate.contiguous(dY, dtype)
     k = _validate.contiguous(K, dtype)
     dX = np.empty((h, w), dtype)
-    if all_finite(k) and (h + kh - 1) * (w + kw - 1) * dX.itemsize <= _PADDED_BYTES:
-        # The 'full' correlation as a 'valid' one of dY zero-padded by the kernel's size less one:
-        # the same products (an inf or NaN in dY meets finite taps only), on corr2d's loops alone.
-        padded = np.zeros((h + kh - 1, w + kw - 1), dtype)
-        padded[kh - 1 : h, kw - 1 : w] = dy
-        _run(padded, _validate.contiguous(k[::-1, ::-1], dtype), dX)
-    elif all_finite(k):
-        _run(dy, _validate.contiguous(k[::-1, ::-1], dtype), dX, kh - 1, kw - 1)
+    if all_finite(k):
+        flipped = _validate.contiguous(k[::-1, ::-1], dtype)
+        if (h + kh - 1) * (w + kw - 1) * dX.itemsize <= _PADDED_BYTES:
+            # The 'full' correlation as a 'valid' one of dY zero-padded by the kernel's size less
+            # one: the same products (an inf or NaN in dY meets finite taps only), on corr2d's loops.
+            padded = np.zeros((h + kh - 1, w + kw - 1), dtype)
+            padded[kh - 1 : h, kw - 1 : w] = dy
+            _run(padded, flipped, dX)
+        else:
+            _run(dy, flipped, dX, kh - 1, kw - 1)
     elif dX.size:
         # The 'full' correlation's zero fill is not part of the maths: an inf or NaN in K
         # must not meet it, so each product of dY and K is added where it belongs instead.

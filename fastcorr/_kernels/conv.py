@@ -485,7 +485,8 @@ def weight_grad_flat(x, dy, dwt, groups, pt, pl, wp, size, per, offsets, length,
     """A task is a block of ``rows`` output channels (:func:`simd.dot_rows`) and ``per`` of the
     input channels; image by image, it pads its input planes (``size`` elements each, at pitch
     ``wp``) and lays its rows of dY out at that pitch, in scratch of its own (a padded copy of
-    the whole input, made by a pass of its own, cost a tenth of LeNet's weight gradient)."""
+    the whole input, made by a pass of its own, cost small layers 4-18% more and compiled a
+    parallel loop of its own)."""
     blocks = (dwt.shape[0] // groups + rows - 1) // rows
     parts = (dwt.shape[1] + per - 1) // per
     for task in prange(groups * blocks * parts):

@@ -475,10 +475,10 @@ def band(kh: int, kw: int, rows: int):
 CHANNEL_ROWS = 8
 
 
-def channel_band(kh: int, kw: int, rows: int = 0):
-    """A block of ``rows`` output rows (``CHANNEL_ROWS`` unless given) by one vector of a
-    correlation with a ``kh x kw`` kernel, summed over channels: an intrinsic ``(out, o_base,
-    ldo, x, x_base, ldx, plane, channels, k, bias)``::
+def channel_band(kh: int, kw: int, rows: int = CHANNEL_ROWS):
+    """A block of ``rows`` output rows by one vector of a correlation with a ``kh x kw`` kernel,
+    summed over channels: an intrinsic ``(out, o_base, ldo, x, x_base, ldx, plane, channels, k,
+    bias)``::
 
         out[o_base + i * ldo + l] = bias + sum over c < channels, a < kh, b < kw of
             k[(c * kh + a) * kw + b] * x[x_base + c * plane + (i + a) * ldx + b + l]
@@ -489,10 +489,8 @@ def channel_band(kh: int, kw: int, rows: int = 0):
     differ from these by rounding). Each loaded vector of ``x`` feeds every row that reads it.
     The taps of one kernel column at a time are held in registers (holding all of a 5x5
     kernel's beside the accumulators spilled them to the stack at every channel: 1.25-1.4x
-    slower).
-    Indices are not checked: the caller keeps every access in bounds.
+    slower). Indices are not checked: the caller keeps every access in bounds.
     """
-    rows = rows or CHANNEL_ROWS
 
     @intrinsic
     def channel_block(typingctx, out, o_base, ldo, x, x_base, ldx, plane, channels, k, bias):
