@@ -406,13 +406,13 @@ def _planes(x, k, out, sources, p0, p1, boundary, fill, channels):
         for i in range(q):
             _corr.correlate(x[sources[i, 0]], k[0], out[i], p0, p1, boundary, fill)
         return
-    loop = _corr.stack_loop(k.shape, channels)
+    loop, switches = _corr.stack_loop(k.shape, channels, x.shape[2] // channels)
     twin = loop.pick(out.size * k[0].size * t)
     height = out.shape[1]
     # Parallel: about four tasks per thread, of 16 rows at least (each refills its ring of rows).
     share = -(-q * height // (4 * numba.get_num_threads()))
     rows = height if twin is loop.serial else min(height, max(16, share))
-    twin(x, k, out, sources, p0, p1, boundary, fill, channels, rows)
+    twin(x, k, out, sources, p0, p1, boundary, fill, *switches, rows)
 
 
 def _sources(planes: int, lead: Sequence[int], kernel: Sequence[int], pads: Sequence[int], boundary: int) -> np.ndarray:

@@ -774,10 +774,12 @@ def test_stack_reads_long_rows_in_place(channels, rng):
             for c in range(channels):
                 expected[q, :, c::channels] += snd.correlate(plane[:, c::channels], k[t], mode=modes[boundary],
                                                               cval=3.0, origin=(p0 - 1, p1 - 1))
+        loop, switches = corr.stack_loop(k.shape, channels, w)
+        assert loop is corr.stack3x3 and switches[1] is True
         results = []
         for twin, step in [("serial", h), ("parallel", 1), ("parallel", 4)]:
             out = np.full(expected.shape, 7.0)
-            getattr(corr.stack3x3, twin)(x, k, out, sources, p0, p1, boundary, 3.0, channels, step)
+            getattr(loop, twin)(x, k, out, sources, p0, p1, boundary, 3.0, *switches, step)
             results.append(out)
         for other in results[1:]:
             np.testing.assert_array_equal(results[0], other)
@@ -804,11 +806,11 @@ def test_stack_sums_plane_correlations_at_every_boundary(dtype, shapes, rng):
             plane = np.full((h, w), fill) if sources[q, t] < 0 else x[sources[q, t]]
             expected[q] += naive.shifted_correlation(plane, k[t], (h, w), p0, p1, names[boundary], fill)
         tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
-        for loop in {corr.stack, corr.stack_loop(k.shape, 1)}:
+        for loop, switches in _stack_loops(k.shape, 1, w):
             results = []
             for twin, step in [("serial", 5), ("parallel", 1), ("parallel", 2)]:
                 out = np.full((5, h, w), 7, dtype)
-                getattr(loop, twin)(x, k, out, sources, p0, p1, boundary, fill, 1, step)
+                getattr(loop, twin)(x, k, out, sources, p0, p1, boundary, fill, *switches, step)
                 results.append(out)
             for other in results[1:]:
                 np.testing.assert_array_equal(results[0], other)
@@ -817,9 +819,9 @@ def test_stack_sums_plane_correlations_at_every_boundary(dtype, shapes, rng):
         # channel its own order of the planes.
         for orders in ([0, 1, 2, 3], [3, 2, 1, 0]), ([0, 1, 2, 3], [3, 2, 1, 0], [1, 2, 3, 0]):
             interleaved = np.ascontiguousarray(np.stack([x[order] for order in orders], axis=-1)).reshape(4, h, -1)
-            for loop in {corr.stack, corr.stack_loop(k.shape, len(orders))}:
+            for loop, switches in _stack_loops(k.shape, len(orders), w):
                 out = np.full((5, h, w * len(orders)), 7, dtype)
-                loop.parallel(interleaved, k, out, sources, p0, p1, boundary, fill, len(orders), 1)
+                loop.parallel(interleaved, k, out, sources, p0, p1, boundary, fill, *switches, 1)
                 for c, order in enumerate(orders):
                     channel = np.zeros((5, h, w), dtype)
                     for q, t in itertools.product(range(5), range(3)):
@@ -832,4 +834,20 @@ def test_stack_sums_plane_correlations_at_every_boundary(dtype, shapes, rng):
     ((2, 3, 3), 1, "stack3x3"), ((1, 3, 3), 3, "stack3x3"), ((2, 3, 3), 2, "stack"), ((2, 3, 3), 4, "stack"),
     ((2, 3, 4), 1, "stack"), ((2, 5, 5), 3, "stack"), ((2, 1, 3), 1, "stack")])
 def test_only_3x3_kernels_on_one_or_three_channels_take_the_3x3_stack(kernel_shape, channels, loop):
-    assert corr.stack_loop(kernel_shape, channels) is getattr(corr, loop)
+    assert corr.stack_loop(kernel_shape, channels, 8)[0] is getattr(corr, loop)
+
+
+@pytest.mark.parametrize("channels, width, switches", [
+    (1, 8, (None, None)), (1, corr._IN_PLACE_ROW - 1, (None, None)), (1, corr._IN_PLACE_ROW, (None, True)),
+    (3, corr._IN_PLACE_ROW // 3, (True, None)), (3, corr._IN_PLACE_ROW // 3 + 1, (True, True))])
+def test_the_3x3_stack_reads_rows_in_place_from_in_place_row_elements(channels, width, switches):
+    assert corr.stack_loop((2, 3, 3), channels, width) == (corr.stack3x3, switches)
+
+
+def _stack_loops(kernel_shape, channels, width):
+    """The stack loops for these planes, each with the arguments that select its code: the
+    general loop, the plan's choice and, for 3x3 kernels, rows read in place however short."""
+    loops = {(corr.stack, (channels,)), corr.stack_loop(kernel_shape, channels, width)}
+    if kernel_shape[1:] == (3, 3) and channels in (1, 3):
+        loops.add((corr.stack3x3, (None if channels == 1 else True, True)))
+    return loops

@@ -559,19 +559,27 @@ def stack(x, k, out, sources, p0, p1, boundary, fill, channels, rows):
 
 
 @kernel
-def stack3x3(x, k, out, sources, p0, p1, boundary, fill, channels, rows):
-    """:func:`stack` for 3x3 kernels on planes of one or three interleaved channels (see
-    :func:`stack_loop`)."""
+def stack3x3(x, k, out, sources, p0, p1, boundary, fill, rgb, in_place, rows):
+    """:func:`stack` for 3x3 kernels on planes of one channel (``rgb`` None) or of three
+    interleaved ones (``rgb`` True). When ``in_place`` is True, a row whose three source rows are
+    inside reads them in place, the few positions at the row's ends apart; when None, every row
+    reads them from the ring. Numba drops the branches on an argument's being None before it
+    types a function, so each of the four choices compiles only its own code."""
     parts = (out.shape[1] + rows - 1) // rows
     for t in prange(out.shape[0] * parts):
         q, i0, i1 = _stack_rows(np.int64(t), parts, rows, out.shape[1])
-        _stack3x3_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
+        _stack3x3_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, rgb, in_place)
 
 
-def stack_loop(kernel_shape, channels):
+def stack_loop(kernel_shape, channels, width):
     """The stack loop for kernels of ``kernel_shape`` (products, kh, kw) on rows of ``channels``
-    interleaved planes: each compiles only its own code."""
-    return stack3x3 if kernel_shape[1:] == (3, 3) and channels in (1, 3) else stack
+    interleaved planes ``width`` positions wide, and the arguments that follow ``fill`` in its
+    call (``rows`` apart): ``(channels,)`` for :func:`stack`, ``(rgb, in_place)`` for
+    :func:`stack3x3`, so that a call compiles only its own code."""
+    if kernel_shape[1:] != (3, 3) or channels not in (1, 3):
+        return stack, (channels,)
+    # Reading in place costs more at the row's ends than the ring's copy saves on short rows.
+    return stack3x3, (None if channels == 1 else True, True if width >= 3 and width * channels >= _IN_PLACE_ROW else None)
 
 
 @scalar
@@ -613,30 +621,29 @@ def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
 
 
 @shared
-def _stack3x3_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels):
-    """:func:`_stack_task` for 3x3 kernels on one or three channels, whose tap distance
-    :func:`_channels3x3` makes a constant. Long rows whose three source rows are inside read
-    them in place (no ring), the few positions at the row's ends apart; shorter rows cost more
-    in those ends than the ring's copy does."""
+def _stack3x3_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, rgb, in_place):
+    """:func:`_stack_task` for :func:`stack3x3`, whose ``rgb`` makes the tap distance a constant
+    (see :func:`_channels3x3`)."""
     full_width()
+    channels = 1 if rgb is None else 3
     products = k.shape[0]
     h, w = x.shape[1], x.shape[2] // channels
     n = out.shape[2]
     ring = np.empty((products, 3, n + 2 * channels), x.dtype)
-    in_place = w >= 3 and n >= _IN_PLACE_ROW
     refill = True
     for i in range(i0, i1):
         dst = out[q, i]
-        direct = in_place and i - p0 >= 0 and i + 2 - p0 < h
+        direct = in_place is not None and w >= 3 and i - p0 >= 0 and i + 2 - p0 < h
         for t in range(products):
             s = sources[q, t]
             kt = k[t]
-            if direct and s >= 0:
-                _in_place3x3(dst, kt, x[s], i - p0, p1, w, boundary, fill, channels, t > 0)
-                continue
+            if in_place is not None:
+                if direct and s >= 0:
+                    _in_place3x3(dst, kt, x[s], i - p0, p1, w, boundary, fill, channels, rgb, t > 0)
+                    continue
             # Every slot is filled on a task's first row and after rows read in place.
             _fill_ring(ring[t], x, s, i, p0, p1, boundary, fill, channels, refill or direct)
-            _channels3x3(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3], channels, t > 0)
+            _channels3x3(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3], rgb, t > 0)
         refill = direct
 
 
@@ -662,11 +669,11 @@ _IN_PLACE_ROW = 2048
 
 
 @shared
-def _channels3x3(dst, kt, s0, s1, s2, channels, add):
-    """:func:`_tile3x3_channels` with a literal tap distance for one and three (RGB) channels
-    (a distance known only at run time makes the loop four times slower)."""
+def _channels3x3(dst, kt, s0, s1, s2, rgb, add):
+    """:func:`_tile3x3_channels` with a literal tap distance, 1 (``rgb`` None) or 3 (a distance
+    known only at run time makes the loop four times slower)."""
     full_width()
-    if channels == 1:
+    if rgb is None:
         if add:
             _tile3x3_channels(dst, kt, s0, s1, s2, 1, True)
         else:
@@ -678,13 +685,13 @@ def _channels3x3(dst, kt, s0, s1, s2, channels, add):
 
 
 @helper
-def _in_place3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add):
+def _in_place3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, rgb, add):
     """:func:`_channels3x3` of source rows ``r .. r + 2`` of ``plane`` (all inside), read in
     place; the ``p1`` positions on the left and ``2 - p1`` on the right, whose taps leave the
     row, on :func:`_ends3x3`."""
     _ends3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add)
     # Output position p1 on (up to w - 2 + p1) reads source positions 0 on.
-    _channels3x3(dst[p1 * channels : (w - 2 + p1) * channels], kt, plane[r], plane[r + 1], plane[r + 2], channels, add)
+    _channels3x3(dst[p1 * channels : (w - 2 + p1) * channels], kt, plane[r], plane[r + 1], plane[r + 2], rgb, add)
 
 
 @shared
