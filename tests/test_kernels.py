@@ -219,6 +219,33 @@ def test_the_wide_tile_matches_the_loops_at_every_block_edge(dtype, kernel, rng)
         np.testing.assert_allclose(interior, expected[r0:r1, c0:c1], **tolerance)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", [(7, 4), (9, 5)])
+def test_the_wide_tile_puts_inf_and_nan_where_the_loops_do(dtype, kernel, rng):
+    """An inf or NaN in ``x`` reaches only the outputs whose taps read it, with the loops' sign,
+    at a block's first and last rows and columns too: the tile multiplies no value of ``x`` by a
+    weight from outside the kernel."""
+    (kh, kw), mr, nr = kernel, simd.TILE_ROWS, corr._wide_columns(np.dtype(dtype))
+    x = (rng.standard_normal((2 * mr + kh + 2, 2 * nr + kw + 1)) * 8).astype(dtype)
+    for value, (i, j) in [(np.inf, (0, 0)), (-np.inf, (kh + 2, nr)), (np.nan, (mr + 3, 5)), (np.inf, (mr + 5, 7)),
+                          (-np.inf, (-1, -1))]:
+        x[i, j] = value
+    k = (rng.standard_normal(kernel) * 8).astype(dtype)
+    with np.errstate(invalid="ignore"):  # an inf and a -inf in one output's taps
+        expected = naive.corr2d(x, k)
+    oh, ow = expected.shape
+    packed, offsets = corr._wide_operands(k, x.shape[1])
+    for twin, step in [("serial", 10**6), ("parallel", 1)]:
+        out = np.full(expected.shape, 7, dtype)
+        getattr(corr.wide, twin)(x, packed, offsets, out, 0, oh, 0, ow, 0, 0, nr, step)
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+        np.testing.assert_array_equal(np.isposinf(out), np.isposinf(expected))
+        np.testing.assert_array_equal(np.isneginf(out), np.isneginf(expected))
+        assert np.isinf(expected).any() and np.isnan(expected).any() and np.isfinite(expected).any()
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(out[finite], expected[finite], rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-2)
+
+
 def _interior_of_twins(run, shape, dtype, parallel_steps):
     """``run(twin, out, step)`` on an output of ``shape`` with one row and column of border
     before its interior and one row and two columns after it: the serial twin and the parallel

@@ -23,9 +23,9 @@ compiles only the loops it runs and no loop carries code it does not need:
   in pairs took 2-5x the time of one by one); and
   :func:`rows` takes any kernel, three taps of a kernel row per pass over a block of
   columns that stays in L1. Their inner loops run over zero-based slices, so LLVM
-  vectorises them. Kernels of :data:`WIDE_ROWS` rows or more on a finite float image take
-  :func:`wide` instead: the register tile of :mod:`fastcorr._kernels.simd`, ``TILE_ROWS`` output rows
-  at a time.
+  vectorises them. Float kernels of :data:`WIDE_ROWS` rows or more take :func:`wide`
+  instead: the register tile of :mod:`fastcorr._kernels.simd` for tall kernels, ``TILE_ROWS``
+  output rows at a time.
 - The border runs on :func:`border`: per output row, each source row it needs is extended
   once into a scratch row (fill rows add a constant), then each kernel row adds its taps
   along it; the strips left and right of the interior look up the columns their taps read
@@ -54,8 +54,8 @@ import numpy as np
 from numba import prange
 
 from fastcorr._kernels import helper, kernel, scalar, shared
-from fastcorr._kernels.scan import all_finite, finite_span
-from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, band, full_width, lanes, tile
+from fastcorr._kernels.scan import finite_span
+from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, band, full_width, lanes, tall_tile
 
 FILL, SYMM, WRAP, NEAREST, MIRROR = 0, 1, 2, 3, 4
 _BLOCK = 2048
@@ -89,7 +89,7 @@ def correlate(x, k, out, p0, p1, boundary, fill):
             small(x, k, out, p0, p1, boundary, fill, 0)
         return
     (r0, r1, c0, c1), interior = plan(x.dtype, x.shape, k.shape, out.shape, p0, p1)
-    if interior is rows and _wide_fits(x.dtype, k.shape, r1 - r0, c1 - c0) and all_finite(x):
+    if interior is rows and _wide_fits(x.dtype, k.shape, r1 - r0, c1 - c0):
         packed, offsets = _wide_operands(k, x.shape[1])
         twin = wide.pick(work)
         blocks = (r1 - r0) // TILE_ROWS
@@ -272,10 +272,10 @@ del _loop, _task
 
 # Tall kernels: the interior on the register tile.
 
-#: Kernels of this many rows or more, float32 or float64, run their interior on :func:`wide`
-#: when ``x`` is finite (a tile row's zero weights would carry an inf or NaN of ``x`` into
-#: outputs that do not read it).
+#: Float kernels of this many rows or more run their interior on :func:`wide` (its tile needs
+#: at least ``TILE_ROWS - 1``).
 WIDE_ROWS = 7
+assert WIDE_ROWS >= TILE_ROWS - 1
 
 
 def _wide_columns(dtype) -> int:
@@ -288,21 +288,22 @@ def _wide_fits(dtype, kernel_shape, rows, columns) -> bool:
 
 
 def _wide_operands(k, width):
-    """``k`` packed for :func:`wide`: the tile's row ``i`` (output row ``i`` of a block) takes
-    ``k[s - i, b]`` from source row ``s`` of the block's ``kh + TILE_ROWS - 1``, tap ``b`` (zero
-    where ``s - i`` is outside the kernel); and each tap's offset in ``x`` of ``width`` columns."""
+    """``k`` packed for :func:`simd.tall_tile`, shape ``(kh + TILE_ROWS - 1, kw, TILE_ROWS)``:
+    the tile's row ``i`` (output row ``i`` of a block) takes ``k[s - i, b]`` from source row
+    ``s`` of the block, tap ``b`` (zero where ``s - i`` is outside the kernel: never read); and
+    each tap's offset in ``x`` of ``width`` columns."""
     (kh, kw), mr = k.shape, TILE_ROWS
     packed = np.zeros((kh + mr - 1, kw, mr), k.dtype)
     for i in range(mr):
         packed[i : i + kh, :, i] = k
     offsets = np.add.outer(np.arange(kh + mr - 1) * width, np.arange(kw)).astype(np.int64)
-    return packed.ravel(), offsets.ravel()
+    return packed, offsets.ravel()
 
 
 @kernel
 def wide(x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns, step):
     """The interior ``[r0, r1) x [c0, c1)`` by blocks of ``TILE_ROWS`` output rows and
-    ``columns`` outputs, each one call of :func:`simd.tile` on ``x``'s flat rows (see
+    ``columns`` outputs, each one call of :func:`simd.tall_tile` on ``x``'s flat rows (see
     :func:`_wide_operands`); a task is ``step`` blocks of rows."""
     blocks = (r1 - r0) // TILE_ROWS
     for t in prange((blocks + step - 1) // step):
@@ -316,13 +317,14 @@ def _wide_task(b0, b1, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns)
     follow it, as a block that overlaps it (outputs are assigned, so twice is harmless)."""
     full_width()
     mr = TILE_ROWS
+    kh, kw = packed.shape[0] - mr + 1, packed.shape[1]
     last = (r1 - r0) // mr
     for b in range(b0, b1 + (1 if b1 == last and (r1 - r0) % mr else 0)):
         i = min(r0 + b * mr, r1 - mr)
         for j0 in range(c0, c1, columns):
             j = min(j0, c1 - columns)  # the last tile overlaps the one before it
-            tile(out.ravel(), i * out.shape[1] + j, out.shape[1], packed, 0, x.ravel(),
-                 (i + dr) * x.shape[1] + j + dc, offsets, offsets.shape[0], mr, False)
+            tall_tile(out.ravel(), i * out.shape[1] + j, out.shape[1], packed.ravel(), x.ravel(),
+                      (i + dr) * x.shape[1] + j + dc, offsets, kh, kw)
 
 
 @wide.serially

@@ -276,6 +276,93 @@ tile = _tile(TILE_VECTORS)
 narrow_tile = _tile(TILE_VECTORS - 1)
 
 
+@intrinsic
+def tall_tile(typingctx, c, c_off, ldc, a, b, b_base, b_offsets, kh, kw):
+    """``TILE_ROWS`` output rows of a correlation with a kernel of ``kh >= TILE_ROWS - 1`` rows
+    and ``kw`` columns, ``TILE_VECTORS`` vectors wide, written to ``c``: :func:`tile` over the
+    ``(kh + TILE_ROWS - 1) * kw`` steps of the block's source rows (step ``s * kw + b`` is tap
+    ``b`` of source row ``s``; ``a`` holds ``k[s - i, b]`` for row ``i`` at ``(s * kw + b) *
+    TILE_ROWS + i``) from zero, less the steps where ``s - i`` falls outside the kernel: row
+    ``i`` takes source rows ``i`` to ``i + kh - 1`` only. So no multiply-add is spent on a zero
+    weight, and an inf or NaN of ``b`` meets the kernel's own taps only. The source rows run in
+    three phases: the first ``TILE_ROWS - 1`` reach a growing run of rows from the first, the
+    middle ones every row, the last ``TILE_ROWS - 1`` a shrinking run ending at the last."""
+    dtype = c.dtype
+    if dtype not in (types.float32, types.float64):
+        raise TypingError(f"tall_tile: c must hold float32 or float64, got {c}")
+    for array, name in ((c, "c"), (a, "a"), (b, "b")):
+        check_flat("tall_tile", array, name, dtype)
+    check_flat("tall_tile", b_offsets, "b_offsets", types.int64)
+    signature = types.none(c, c_off, ldc, a, b, b_base, b_offsets, kh, kw)
+    mr, nv, count = TILE_ROWS, TILE_VECTORS, lanes(dtype.bitwidth // 8)
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        i64 = ir.IntType(64)
+        vector, fma, load, store = _vectors(context, builder, dtype, count)
+
+        def intp(i):
+            return context.cast(builder, args[i], t[i], types.intp)
+
+        c_base = _pointer(context, builder, t[0], args[0], args[1], t[1])
+        a_data = context.make_array(t[3])(context, builder, value=args[3]).data
+        b_data = context.make_array(t[4])(context, builder, value=args[4]).data
+        offsets = context.make_array(t[6])(context, builder, value=args[6]).data
+        ldc_, b_base_, kh_, kw_ = intp(2), intp(5), intp(7), intp(8)
+        zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * count)
+        acc = [[zero] * nv for _ in range(mr)]
+
+        def steps(s0, s1, lo, hi):
+            """Source rows ``[s0, s1)`` into the accumulators of rows ``[lo, hi)``."""
+            k0, k1 = builder.mul(s0, kw_), builder.mul(s1, kw_)
+            before = builder.block
+            loop_block = builder.function.append_basic_block("tall.loop")
+            exit_block = builder.function.append_basic_block("tall.exit")
+            builder.cbranch(builder.icmp_signed("<", k0, k1), loop_block, exit_block)
+            builder.position_at_end(loop_block)
+            k = builder.phi(i64)
+            k.add_incoming(k0, before)
+            running = {}
+            for i in range(lo, hi):
+                for v in range(nv):
+                    running[i, v] = builder.phi(vector)
+                    running[i, v].add_incoming(acc[i][v], before)
+            b_row = builder.gep(b_data, [builder.add(builder.load(builder.gep(offsets, [k])), b_base_)])
+            b_vectors = [load(builder.gep(b_row, [ir.Constant(i64, v * count)])) for v in range(nv)]
+            a_row = builder.gep(a_data, [builder.mul(k, ir.Constant(i64, mr))])
+            new = {}
+            for i in range(lo, hi):
+                weight = _splat(builder, builder.load(builder.gep(a_row, [ir.Constant(i64, i)])), vector)
+                for v in range(nv):
+                    new[i, v] = builder.call(fma, [weight, b_vectors[v], running[i, v]])
+                    running[i, v].add_incoming(new[i, v], loop_block)
+            k_next = builder.add(k, ir.Constant(i64, 1))
+            k.add_incoming(k_next, loop_block)
+            builder.cbranch(builder.icmp_signed("<", k_next, k1), loop_block, exit_block)
+            builder.position_at_end(exit_block)
+            for (i, v), value in new.items():
+                merged = builder.phi(vector)
+                merged.add_incoming(acc[i][v], before)
+                merged.add_incoming(value, loop_block)
+                acc[i][v] = merged
+
+        def row(s):
+            return ir.Constant(i64, s)
+
+        for m in range(mr - 1):
+            steps(row(m), row(m + 1), 0, m + 1)
+        steps(row(mr - 1), kh_, 0, mr)
+        for m in range(mr - 1):
+            steps(builder.add(kh_, row(m)), builder.add(kh_, row(m + 1)), m + 1, mr)
+        for i in range(mr):
+            for v in range(nv):
+                store(acc[i][v], builder.gep(builder.gep(c_base, [builder.mul(ldc_, ir.Constant(i64, i))]),
+                                             [ir.Constant(i64, v * count)]))
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
 #: The register block of :func:`dots`: ``DOT_ROWS x DOT_TAPS`` accumulators plus one vector
 #: per row and per tap: 20 + 9 of 32 zmm on AVX-512, 8 + 6 of 16 ymm on AVX2.
 DOT_ROWS, DOT_TAPS = (4, 5) if VECTOR_BITS >= 512 else (2, 4)
