@@ -6,7 +6,7 @@ import pytest
 
 import naive
 from fastcorr import _kernels
-from fastcorr._kernels import conv, corr, simd
+from fastcorr._kernels import conv, corr, scratch, simd
 from twins import run_as
 
 BOUNDARIES = [corr.FILL, corr.WRAP, corr.SYMM, corr.NEAREST, corr.MIRROR]
@@ -685,11 +685,56 @@ def test_the_channels_last_copy_finds_any_inf_or_nan(twin, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8])
-@pytest.mark.parametrize("shape", [(1,), (100,), (3, 5000), (257, 1024)])
-def test_aligned_arrays_start_on_a_cache_line(shape, dtype):
-    a = simd.aligned(shape, dtype)
-    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
-    assert a.ctypes.data % simd.LINE == 0
+@pytest.mark.parametrize("shape", [(1,), (100,), (3, 5000), (257, 1024), (0, 3)])
+def test_scratch_arrays_start_on_a_cache_line(shape, dtype):
+    a = scratch.empty(shape, dtype)
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+    assert a.ctypes.data % simd.LINE == 0 or a.size == 0
+
+
+def _block_of(a):
+    return a.base.ctypes.data
+
+
+def test_scratch_memory_is_reused_only_once_nothing_refers_to_it():
+    """Two live scratch arrays never share memory, nor does a live view of one with a new one; a
+    block is reused once every array made from it is gone, by a request of any dtype that fits."""
+    a = scratch.empty((1000,), np.float64)
+    b = scratch.empty((1000,), np.float64)
+    assert _block_of(a) != _block_of(b)
+    view, first = a[10:].reshape(2, -1), _block_of(a)
+    del a
+    c = scratch.empty((1000,), np.float64)
+    assert _block_of(c) not in (first, _block_of(b))
+    c[...], view[...] = 2.0, 1.0
+    assert (c == 2.0).all()
+    blocks, kept = {first, _block_of(b), _block_of(c)}, scratch.kept_bytes()
+    del view, b, c
+    d = scratch.empty((3, 500), np.float32)  # the smallest free blocks that fit are those three
+    assert _block_of(d) in blocks and scratch.kept_bytes() == kept
+
+
+def test_scratch_keeps_memory_per_thread_up_to_keep_bytes(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(scratch, "KEEP_BYTES", 1 << 20)
+    monkeypatch.setattr(scratch, "_local", threading.local())  # nothing kept yet
+    big = scratch.empty((2 << 20,), np.uint8)  # above KEEP_BYTES: not kept
+    assert scratch.kept_bytes() == 0 and big.ctypes.data % simd.LINE == 0
+    mine = scratch.empty((100,), np.float64)
+    other = {}
+
+    def run():
+        other["array"] = scratch.empty((100,), np.float64)
+        other["kept"] = scratch.kept_bytes()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert _block_of(other["array"]) != _block_of(mine) and other["kept"] > 0
+    held = [scratch.empty((300 << 10,), np.uint8) for _ in range(5)]  # 1.5 MiB alive: the last ones not kept
+    assert scratch.kept_bytes() <= 1 << 20
+    assert len({_block_of(a) for a in held}) == 5
 
 
 @pytest.mark.parametrize("itemsize", [4, 8])

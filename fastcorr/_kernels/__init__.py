@@ -7,6 +7,11 @@ function, compiled once per signature and called by both twins, so that a twin c
 little more to compile than its loop; where one call of the body can do every task, the
 serial twin is that call, made from Python (:meth:`Kernel.serially`). Compiled code is
 cached on disk by :mod:`fastcorr._kernels._cache`.
+
+A loop that serves several cases, each with code of its own, can take a switch that is None
+or not (``rgb``, ``in_place`` of :func:`fastcorr._kernels.corr.stack3x3`): Numba drops the
+branches on ``x is None`` before it types a function, so each choice compiles only its own
+branch and the plan in Python picks the choice.
 """
 
 from __future__ import annotations

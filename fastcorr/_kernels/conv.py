@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from fastcorr._kernels import helper, kernel, scalar, shared, simd
+from fastcorr._kernels import helper, kernel, scalar, scratch, shared, simd
 from fastcorr._kernels.corr import _accumulate, _dot
 from fastcorr._kernels.scan import finite_span
 from fastcorr._kernels.simd import dots, full_width, narrow_dots, tile
@@ -190,7 +190,7 @@ def padded_planes(x, size, pt, pl, wp, work, check=False):
     while each is in cache: a pass that needs finite values checks its input at little cost),
     else None. ``work``, the multiply-adds of the pass that reads the copy, picks the twin: the
     copy runs on as many threads as its pass."""
-    xp = np.empty((x.shape[0], x.shape[1], size), x.dtype)
+    xp = scratch.empty((x.shape[0], x.shape[1], size), x.dtype)
     finite = np.empty(x.shape[0] * x.shape[1] if check else 0, np.bool_)
     pad_planes.pick(work)(x, xp, pt, pl, wp, finite)
     return xp, bool(finite.all()) if check else None
@@ -598,8 +598,8 @@ def tiled(x, weight, bias, out, dh, dw, pt, pl, groups, work):
     packed[:, :og] = weight.reshape(groups, og, k_count)
     packed = np.ascontiguousarray(packed.reshape(groups, blocks, mr, k_count).transpose(0, 1, 3, 2)).ravel()
     offsets = tap_offsets(cg, kh, kw, plane, dh * wp, dw)
-    scratch = np.empty((threads, c_count * plane + mr * tiles * nr), weight.dtype)
-    twin(x, packed, offsets, bias, out, scratch, n_batch * -(-oh // rows), rows, pt, pl, wp, plane, nr, block, groups)
+    space = scratch.empty((threads, c_count * plane + mr * tiles * nr), weight.dtype)
+    twin(x, packed, offsets, bias, out, space, n_batch * -(-oh // rows), rows, pt, pl, wp, plane, nr, block, groups)
 
 
 @kernel
@@ -709,10 +709,10 @@ def weight_grad_gemm(x, dy, dwt, pt, pl, work):
     blocks = -(-o_count // mr)
     twin = weight_grad_packed.pick(work)
     slots = min(parts, numba.get_num_threads()) if twin is weight_grad_packed.parallel else 1
-    totals = np.empty((parts, blocks * mr, kh, cols), x.dtype)
-    scratch = np.empty((slots, blocks * _GEMM_CHUNK * mr + mr * width), x.dtype)
+    totals = scratch.empty((parts, blocks * mr, kh, cols), x.dtype)
+    space = scratch.empty((slots, blocks * _GEMM_CHUNK * mr + mr * width), x.dtype)
     at = np.empty((slots, 2, _GEMM_CHUNK), np.int64)
-    twin(xh, dy, totals, scratch, at, chunks, c_count, hp, wp, width)
+    twin(xh, dy, totals, space, at, chunks, c_count, hp, wp, width)
     dwt[...] = totals[0, :o_count, :, : kw * c_count].reshape(o_count, kh, kw, c_count).transpose(0, 3, 1, 2)
 
 
@@ -720,7 +720,7 @@ def laid_channels_last(x, hp, wp, pt, pl, slack, work, check=False):
     """``(xh, finite)``: ``x`` laid out by :func:`channels_last` (flat, ``slack`` zeros after) and,
     with ``check``, whether every value is finite (checked row by row in cache), else None.
     ``work`` picks the twin, as for :func:`padded_planes`."""
-    xh = np.empty(x.shape[0] * hp * wp * x.shape[1] + slack, x.dtype)
+    xh = scratch.empty(x.shape[0] * hp * wp * x.shape[1] + slack, x.dtype)
     finite = np.empty(x.shape[0] * hp if check else 0, np.bool_)
     channels_last.pick(work)(x, xh, hp, wp, pt, pl, finite, simd.lanes(x.dtype.itemsize))
     return xh, bool(finite.all()) if check else None

@@ -70,16 +70,6 @@ TILE_ROWS, TILE_VECTORS = (8, 3) if VECTOR_BITS >= 512 else (6, 2)
 LINE = 64
 
 
-def aligned(shape, dtype) -> np.ndarray:
-    """``np.empty(shape, dtype)`` starting on a cache line. numpy starts a large array 16 bytes
-    past one, so a full-width vector at every multiple of its width would straddle two lines."""
-    dtype = np.dtype(dtype)
-    size = int(np.prod(shape))
-    raw = np.empty(size + LINE // dtype.itemsize, dtype)
-    skip = (-raw.ctypes.data % LINE) // dtype.itemsize
-    return raw[skip : skip + size].reshape(shape)
-
-
 def odd_lines(elements: int, itemsize: int) -> int:
     """``elements`` rounded up to an odd number of cache lines (in elements): rows at that
     pitch fall on distinct L1 sets, each a line apart from the last in the set order, however

@@ -31,7 +31,7 @@ from numba import prange, types
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-from fastcorr._kernels import kernel, shared, simd
+from fastcorr._kernels import kernel, scratch, shared, simd
 from fastcorr._kernels.conv import add_parts, kept, laid_channels_last, padded_planes
 from fastcorr._kernels.simd import full_width, narrow_tile, tile
 
@@ -311,10 +311,10 @@ def forward(x, weight, bias, out, pt, pl, work, finite_only=False):
     tasks = -(-total // t_count)
     twin = forward_chunks.pick(work)
     slots = min(tasks, numba.get_num_threads()) if twin is forward_chunks.parallel else 1
-    scratch = simd.aligned((slots, POINTS * (ldv + (2 if c_count > c_block else 1) * ldm)), x.dtype)
+    space = scratch.empty((slots, POINTS * (ldv + (2 if c_count > c_block else 1) * ldm)), x.dtype)
     lanes = np.empty((slots, 4, t_count), np.int64)
     offsets = np.arange(c_block, dtype=np.int64) * t_count
-    twin(xp.reshape(-1), packed, offsets, bias, out, scratch, lanes, tasks, total, pitch, plane, tiles_x,
+    twin(xp.reshape(-1), packed, offsets, bias, out, space, lanes, tasks, total, pitch, plane, tiles_x,
          tiles_y * tiles_x, c_count, o_block, ldv, ldm, simd.lanes(x.dtype.itemsize))
     return out
 
@@ -472,12 +472,12 @@ def weight_grad(x, dy, dw, pt, pl, work, finite_only=False):
     parts = min(chunks, _PARTS, max(2, _SUMS_BYTES // (POINTS * rows_pad * wide * x.dtype.itemsize)))
     twin = weight_grad_chunks.pick(work)
     slots = min(parts, numba.get_num_threads()) if twin is weight_grad_chunks.parallel else 1
-    totals = np.empty((parts, POINTS, rows_pad, wide), x.dtype)
+    totals = scratch.empty((parts, POINTS, rows_pad, wide), x.dtype)
     left_ld, right_ld = (simd.odd_lines(n, x.dtype.itemsize) for n in (rows_pad * size, size * stride + width))
-    scratch = simd.aligned((slots, POINTS * (left_ld + right_ld + rows_pad * wide)), x.dtype)
+    space = scratch.empty((slots, POINTS * (left_ld + right_ld + rows_pad * wide)), x.dtype)
     at = np.empty((slots, 2, size), np.int64)
     offsets = np.arange(size, dtype=np.int64) * stride
-    twin(xh, dyh, totals, scratch, at, offsets, chunks, total, c_count, o_count, tiles_y, tiles_x, by_input, left_ld,
+    twin(xh, dyh, totals, space, at, offsets, chunks, total, c_count, o_count, tiles_y, tiles_x, by_input, left_ld,
          right_ld, max(1, _RUN // size), width)
     sums = totals[0, :, :rows, :columns].astype(np.float64).reshape(PATCH, PATCH, rows, columns)
     grad = np.tensordot(np.tensordot(G, sums, axes=(0, 0)), G, axes=(1, 0))  # (a, rows, columns, b)
