@@ -198,10 +198,11 @@ def test_corr2d_past_the_small_calls_runs_the_planned_loop_without_the_plan(monk
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kernel", [(7, 3), (8, 9), (15, 15)])
+@pytest.mark.parametrize("kernel", [(2, 4), (4, 2), (5, 3), (6, 6), (7, 3), (8, 9), (15, 15)])
 def test_the_wide_tile_matches_the_loops_at_every_block_edge(dtype, kernel, rng):
-    """Tall kernels on the register tile: blocks of rows and columns, whole, one past, one short,
-    with the overlapping last block in the same task as the block before it; twins bit for bit."""
+    """Kernels on the register tile, their height known when compiling (short ones) or not:
+    blocks of rows and columns, whole, one past, one short, with the overlapping last block in
+    the same task as the block before it; twins bit for bit."""
     kh, kw = kernel
     mr, nr = simd.TILE_ROWS, corr._wide_columns(np.dtype(dtype))
     for rows, columns in [(mr, nr), (mr + 1, nr + 1), (2 * mr - 1, 2 * nr - 1), (3 * mr + 2, 2 * nr + 1)]:
@@ -214,13 +215,13 @@ def test_the_wide_tile_matches_the_loops_at_every_block_edge(dtype, kernel, rng)
         packed, offsets = corr._wide_operands(k, x.shape[1])
         interior = _interior_of_twins(
             lambda twin, out, step: getattr(corr.wide, twin)(x, packed, offsets, out, r0, r1, c0, c1, dr - 1, dc - 1,
-                                                             nr, step), shape, dtype, [1, 2])
+                                                             nr, corr._wide_rows(kh), step), shape, dtype, [1, 2])
         tolerance = dict(rtol=1e-4, atol=1e-2) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(interior, expected[r0:r1, c0:c1], **tolerance)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kernel", [(7, 4), (9, 5)])
+@pytest.mark.parametrize("kernel", [(3, 4), (6, 2), (7, 4), (9, 5)])
 def test_the_wide_tile_puts_inf_and_nan_where_the_loops_do(dtype, kernel, rng):
     """An inf or NaN in ``x`` reaches only the outputs whose taps read it, with the loops' sign,
     at a block's first and last rows and columns too: the tile multiplies no value of ``x`` by a
@@ -237,7 +238,7 @@ def test_the_wide_tile_puts_inf_and_nan_where_the_loops_do(dtype, kernel, rng):
     packed, offsets = corr._wide_operands(k, x.shape[1])
     for twin, step in [("serial", 10**6), ("parallel", 1)]:
         out = np.full(expected.shape, 7, dtype)
-        getattr(corr.wide, twin)(x, packed, offsets, out, 0, oh, 0, ow, 0, 0, nr, step)
+        getattr(corr.wide, twin)(x, packed, offsets, out, 0, oh, 0, ow, 0, 0, nr, corr._wide_rows(kh), step)
         np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
         np.testing.assert_array_equal(np.isposinf(out), np.isposinf(expected))
         np.testing.assert_array_equal(np.isneginf(out), np.isneginf(expected))
@@ -389,7 +390,10 @@ def test_the_forward_tile_is_taken_from_three_quarters_of_its_rows():
 def test_the_wide_tile_is_taken_only_where_it_fits():
     f32, f64, c128 = (np.dtype(t) for t in (np.float32, np.float64, np.complex128))
     assert corr._wide_fits(f32, (7, 1), simd.TILE_ROWS, corr._wide_columns(f32))
-    assert not corr._wide_fits(f32, (6, 9), 100, 100)  # short kernels: the zero weights cost more than they save
+    assert corr._wide_fits(f32, (6, 9), 100, 100) and corr._wide_fits(f32, (2, 4), 100, 100)
+    assert corr._wide_fits(f32, (4, 2), 100, 100) and corr._wide_fits(f32, (7, 1), 100, 100)
+    assert not corr._wide_fits(f32, (2, 3), 100, 100)  # few taps: the rows loop is faster
+    assert not corr._wide_fits(f32, (1, 31), 100, 100)  # one kernel row: so is it
     assert not corr._wide_fits(f32, (9, 9), simd.TILE_ROWS - 1, 100)
     assert not corr._wide_fits(f64, (9, 9), 100, corr._wide_columns(f64) - 1)
     assert not corr._wide_fits(c128, (9, 9), 100, 100)

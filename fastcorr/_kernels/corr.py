@@ -23,9 +23,9 @@ compiles only the loops it runs and no loop carries code it does not need:
   in pairs took 2-5x the time of one by one); and
   :func:`rows` takes any kernel, three taps of a kernel row per pass over a block of
   columns that stays in L1. Their inner loops run over zero-based slices, so LLVM
-  vectorises them. Float kernels of :data:`WIDE_ROWS` rows or more take :func:`wide`
-  instead: the register tile of :mod:`fastcorr._kernels.simd` for tall kernels, ``TILE_ROWS``
-  output rows at a time.
+  vectorises them. Float kernels of :data:`WIDE_ROWS` rows or more, and most others of two
+  rows or more, take :func:`wide` instead: the register tile of :mod:`fastcorr._kernels.simd`
+  for correlation kernels, ``TILE_ROWS`` output rows at a time.
 - The border runs on :func:`border`: per output row, each source row it needs is extended
   once into a scratch row (fill rows add a constant), then each kernel row adds its taps
   along it; the strips left and right of the interior look up the columns their taps read
@@ -93,7 +93,8 @@ def correlate(x, k, out, p0, p1, boundary, fill):
         packed, offsets = _wide_operands(k, x.shape[1])
         twin = wide.pick(work)
         blocks = (r1 - r0) // TILE_ROWS
-        twin(x, packed, offsets, out, r0, r1, c0, c1, -p0, -p1, _wide_columns(x.dtype), _rows_per_task(twin, wide, blocks))
+        twin(x, packed, offsets, out, r0, r1, c0, c1, -p0, -p1, _wide_columns(x.dtype), _wide_rows(k.shape[0]),
+             _rows_per_task(twin, wide, blocks))
     elif interior is not None:
         twin = interior.pick(work)
         twin(x, k, out, r0, r1, c0, c1, -p0, -p1, _rows_per_task(twin, interior, r1 - r0))
@@ -272,10 +273,12 @@ del _loop, _task
 
 # Tall kernels: the interior on the register tile.
 
-#: Float kernels of this many rows or more run their interior on :func:`wide` (its tile needs
-#: at least ``TILE_ROWS - 1``).
+#: Float kernels of this many rows or more run their interior on :func:`wide`, and so do those
+#: of two rows or more with :data:`WIDE_TAPS` taps or more (besides 3x3 and 5x5: their own
+#: tiles). Measured against :func:`rows`, 1024² on Zen 4: 2x8 0.8x, 3x4 0.75x, 4x2 0.82-0.93x,
+#: 5x7 0.6x, 3x15 0.6-0.7x; 2x4 1.0x, 2x3 1.2-1.3x, and rows of one kernel row 1.1-1.3x.
 WIDE_ROWS = 7
-assert WIDE_ROWS >= TILE_ROWS - 1
+WIDE_TAPS = 8
 
 
 def _wide_columns(dtype) -> int:
@@ -283,8 +286,15 @@ def _wide_columns(dtype) -> int:
 
 
 def _wide_fits(dtype, kernel_shape, rows, columns) -> bool:
-    return (dtype.kind == "f" and dtype.itemsize in (4, 8) and kernel_shape[0] >= WIDE_ROWS
+    kh, kw = kernel_shape
+    return (dtype.kind == "f" and dtype.itemsize in (4, 8) and (kh >= WIDE_ROWS or kh >= 2 and kh * kw >= WIDE_TAPS)
             and rows >= TILE_ROWS and columns >= _wide_columns(dtype))
+
+
+def _wide_rows(kh: int):
+    """The kernel's rows as :func:`simd.tall_tile` takes them: an int, or a tuple of that many
+    Nones for kernels shorter than ``TILE_ROWS - 1`` (each height compiles its own tile)."""
+    return kh if kh >= TILE_ROWS - 1 else (None,) * kh
 
 
 def _wide_operands(k, width):
@@ -301,23 +311,22 @@ def _wide_operands(k, width):
 
 
 @kernel
-def wide(x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns, step):
+def wide(x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns, kh, step):
     """The interior ``[r0, r1) x [c0, c1)`` by blocks of ``TILE_ROWS`` output rows and
     ``columns`` outputs, each one call of :func:`simd.tall_tile` on ``x``'s flat rows (see
-    :func:`_wide_operands`); a task is ``step`` blocks of rows."""
+    :func:`_wide_operands`; ``kh`` from :func:`_wide_rows`); a task is ``step`` blocks of rows."""
     blocks = (r1 - r0) // TILE_ROWS
     for t in prange((blocks + step - 1) // step):
         start = np.int64(t) * step
-        _wide_task(start, min(start + step, blocks), x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns)
+        _wide_task(start, min(start + step, blocks), x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns, kh)
 
 
 @shared
-def _wide_task(b0, b1, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns):
+def _wide_task(b0, b1, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns, kh):
     """Blocks ``[b0, b1)`` of rows; the task with the last block also takes the rows that
     follow it, as a block that overlaps it (outputs are assigned, so twice is harmless)."""
     full_width()
-    mr = TILE_ROWS
-    kh, kw = packed.shape[0] - mr + 1, packed.shape[1]
+    mr, kw = TILE_ROWS, packed.shape[1]
     last = (r1 - r0) // mr
     for b in range(b0, b1 + (1 if b1 == last and (r1 - r0) % mr else 0)):
         i = min(r0 + b * mr, r1 - mr)
@@ -328,10 +337,10 @@ def _wide_task(b0, b1, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns)
 
 
 @wide.serially
-def _wide_whole(x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns, step):
+def _wide_whole(x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns, kh, step):
     blocks = (r1 - r0) // TILE_ROWS
     if blocks:  # as the loop: no task without a whole block of rows
-        _wide_task(0, blocks, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns)
+        _wide_task(0, blocks, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns, kh)
 
 
 # The border: every output outside the interior rectangle [r0, r1) x [c0, c1).

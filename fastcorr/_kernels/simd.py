@@ -268,15 +268,19 @@ narrow_tile = _tile(TILE_VECTORS - 1)
 
 @intrinsic
 def tall_tile(typingctx, c, c_off, ldc, a, b, b_base, b_offsets, kh, kw):
-    """``TILE_ROWS`` output rows of a correlation with a kernel of ``kh >= TILE_ROWS - 1`` rows
-    and ``kw`` columns, ``TILE_VECTORS`` vectors wide, written to ``c``: :func:`tile` over the
-    ``(kh + TILE_ROWS - 1) * kw`` steps of the block's source rows (step ``s * kw + b`` is tap
-    ``b`` of source row ``s``; ``a`` holds ``k[s - i, b]`` for row ``i`` at ``(s * kw + b) *
-    TILE_ROWS + i``) from zero, less the steps where ``s - i`` falls outside the kernel: row
-    ``i`` takes source rows ``i`` to ``i + kh - 1`` only. So no multiply-add is spent on a zero
-    weight, and an inf or NaN of ``b`` meets the kernel's own taps only. The source rows run in
-    three phases: the first ``TILE_ROWS - 1`` reach a growing run of rows from the first, the
-    middle ones every row, the last ``TILE_ROWS - 1`` a shrinking run ending at the last."""
+    """``TILE_ROWS`` output rows of a correlation with a kernel of ``kh`` rows and ``kw``
+    columns, ``TILE_VECTORS`` vectors wide, written to ``c``: :func:`tile` over the ``(kh +
+    TILE_ROWS - 1) * kw`` steps of the block's source rows (step ``s * kw + b`` is tap ``b`` of
+    source row ``s``; ``a`` holds ``k[s - i, b]`` for row ``i`` at ``(s * kw + b) * TILE_ROWS +
+    i``) from zero, less the steps where ``s - i`` falls outside the kernel: row ``i`` takes
+    source rows ``i`` to ``i + kh - 1`` only. So no multiply-add is spent on a zero weight, and an
+    inf or NaN of ``b`` meets the kernel's own taps only.
+
+    ``kh`` is an int of at least ``TILE_ROWS - 1``: the source rows run in three phases, the
+    first ``TILE_ROWS - 1`` reaching a growing run of rows from the first, the middle ones every
+    row, the last ``TILE_ROWS - 1`` a shrinking run ending at the last. Or, for any kernel, a
+    tuple of ``kh`` Nones, a count known when compiling: each source row reaches its own run of
+    rows (a loop over the taps each)."""
     dtype = c.dtype
     if dtype not in (types.float32, types.float64):
         raise TypingError(f"tall_tile: c must hold float32 or float64, got {c}")
@@ -285,6 +289,7 @@ def tall_tile(typingctx, c, c_off, ldc, a, b, b_base, b_offsets, kh, kw):
     check_flat("tall_tile", b_offsets, "b_offsets", types.int64)
     signature = types.none(c, c_off, ldc, a, b, b_base, b_offsets, kh, kw)
     mr, nv, count = TILE_ROWS, TILE_VECTORS, lanes(dtype.bitwidth // 8)
+    rows = kh.count if isinstance(kh, types.BaseTuple) else None
 
     def codegen(context, builder, sig, args):
         t = sig.args
@@ -298,7 +303,7 @@ def tall_tile(typingctx, c, c_off, ldc, a, b, b_base, b_offsets, kh, kw):
         a_data = context.make_array(t[3])(context, builder, value=args[3]).data
         b_data = context.make_array(t[4])(context, builder, value=args[4]).data
         offsets = context.make_array(t[6])(context, builder, value=args[6]).data
-        ldc_, b_base_, kh_, kw_ = intp(2), intp(5), intp(7), intp(8)
+        ldc_, b_base_, kw_ = intp(2), intp(5), intp(8)
         zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * count)
         acc = [[zero] * nv for _ in range(mr)]
 
@@ -339,11 +344,16 @@ def tall_tile(typingctx, c, c_off, ldc, a, b, b_base, b_offsets, kh, kw):
         def row(s):
             return ir.Constant(i64, s)
 
-        for m in range(mr - 1):
-            steps(row(m), row(m + 1), 0, m + 1)
-        steps(row(mr - 1), kh_, 0, mr)
-        for m in range(mr - 1):
-            steps(builder.add(kh_, row(m)), builder.add(kh_, row(m + 1)), m + 1, mr)
+        if rows is not None:
+            for s in range(rows + mr - 1):
+                steps(row(s), row(s + 1), max(0, s - rows + 1), min(mr, s + 1))
+        else:
+            kh_ = intp(7)
+            for m in range(mr - 1):
+                steps(row(m), row(m + 1), 0, m + 1)
+            steps(row(mr - 1), kh_, 0, mr)
+            for m in range(mr - 1):
+                steps(builder.add(kh_, row(m)), builder.add(kh_, row(m + 1)), m + 1, mr)
         for i in range(mr):
             for v in range(nv):
                 store(acc[i][v], builder.gep(builder.gep(c_base, [builder.mul(ldc_, ir.Constant(i64, i))]),
