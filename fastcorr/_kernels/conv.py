@@ -607,12 +607,20 @@ def forward_tiled(x, packed, offsets, bias, out, work, tasks, rows, pt, pl, wp, 
     """``work[s]`` is the scratch of slot ``s``: slot ``s`` runs tasks ``s, s + slots, ...``."""
     slots = work.shape[0]
     for slot in prange(slots):
-        for task in range(np.int64(slot), tasks, slots):
-            _band_task(task, x, packed, offsets, bias, out, work[slot], rows, pt, pl, wp, plane, nr, block, groups)
+        _band_tasks(np.int64(slot), slots, tasks, x, packed, offsets, bias, out, work[slot], rows, pt, pl, wp, plane, nr,
+                    block, groups)
+
+
+@forward_tiled.serially
+def _tiled_whole(x, packed, offsets, bias, out, work, tasks, rows, pt, pl, wp, plane, nr, block, groups):
+    _band_tasks(0, 1, tasks, x, packed, offsets, bias, out, work[0], rows, pt, pl, wp, plane, nr, block, groups)
 
 
 @shared
-def _band_task(task, x, packed, offsets, bias, out, work, rows, pt, pl, wp, plane, nr, block, groups):
+def _band_tasks(task0, step, tasks, x, packed, offsets, bias, out, work, rows, pt, pl, wp, plane, nr, block, groups):
+    """Tasks ``task0, task0 + step, ...`` below ``tasks``, each a band of ``rows`` output rows of
+    one image: its input rows laid out in ``work`` at pitch ``wp``, then every output channel
+    block on the register tile."""
     full_width()
     mr = simd.TILE_ROWS
     c_count = x.shape[1]
@@ -621,30 +629,31 @@ def _band_task(task, x, packed, offsets, bias, out, work, rows, pt, pl, wp, plan
     k_count = offsets.shape[0]
     blocks = (og + mr - 1) // mr
     bands = (oh + rows - 1) // rows
-    n, r0 = task // bands, (task % bands) * rows
-    count = min(rows, oh - r0)
-    tiles = (count * wp + nr - 1) // nr
-    ld = tiles * nr
-    planes = work[: c_count * plane]
-    acc = work[c_count * plane : c_count * plane + mr * ld]
-    for c in range(c_count):
-        _pad_band(x[n, c], planes[c * plane : (c + 1) * plane], r0 - pt, pl, wp)
-    for g in range(groups):
-        for ob in range(blocks):
-            valid = min(mr, og - ob * mr)
-            for k0 in range(0, k_count, block):
-                k1 = min(k_count, k0 + block)
-                for t in range(tiles):
-                    tile(acc, t * nr, ld, packed, ((g * blocks + ob) * k_count + k0) * mr, planes,
-                         g * cg * plane + t * nr, offsets[k0:k1], k1 - k0, valid, k0 > 0)
-            for i in range(valid):
-                o = g * og + ob * mr + i
-                b_o = bias[o]
-                for r in range(count):
-                    dst = out[n, o, r0 + r]
-                    src = acc[i * ld + r * wp : i * ld + r * wp + ow]
-                    for j in range(ow):
-                        dst[j] = src[j] + b_o
+    for task in range(task0, tasks, step):
+        n, r0 = task // bands, (task % bands) * rows
+        count = min(rows, oh - r0)
+        tiles = (count * wp + nr - 1) // nr
+        ld = tiles * nr
+        planes = work[: c_count * plane]
+        acc = work[c_count * plane : c_count * plane + mr * ld]
+        for c in range(c_count):
+            _pad_band(x[n, c], planes[c * plane : (c + 1) * plane], r0 - pt, pl, wp)
+        for g in range(groups):
+            for ob in range(blocks):
+                valid = min(mr, og - ob * mr)
+                for k0 in range(0, k_count, block):
+                    k1 = min(k_count, k0 + block)
+                    for t in range(tiles):
+                        tile(acc, t * nr, ld, packed, ((g * blocks + ob) * k_count + k0) * mr, planes,
+                             g * cg * plane + t * nr, offsets[k0:k1], k1 - k0, valid, k0 > 0)
+                for i in range(valid):
+                    o = g * og + ob * mr + i
+                    b_o = bias[o]
+                    for r in range(count):
+                        dst = out[n, o, r0 + r]
+                        src = acc[i * ld + r * wp : i * ld + r * wp + ow]
+                        for j in range(ow):
+                            dst[j] = src[j] + b_o
 
 
 @helper
