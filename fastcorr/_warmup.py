@@ -36,8 +36,10 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
         ("correlation, any kernel", lambda: signal.correlate2d(image, sample(2, 7), "valid")),
     ]
     if dtype.kind == "f":
-        steps.append(("correlation, tall kernels on the register tile",
-                      lambda: signal.correlate2d(sample(16, 60), sample(7, 3), "valid")))
+        # The tile compiles apart for each kernel height below TILE_ROWS - 1 (corr._wide_rows).
+        steps.append(("correlation, kernels on the register tile",
+                      lambda: [signal.correlate2d(sample(16, 60), sample(kh, 4 if kh < 7 else 3), "valid")
+                               for kh in (2, 3, 4, 5, 6, 7)]))
     if dtype.kind in "fc":
         steps += [
             ("method='auto' checks for inf and NaN", lambda: signal.correlate2d(sample(64, 64), sample(31, 31))),
@@ -47,7 +49,9 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
     if dtype.kind == "f":
         steps.append(("ndimage, volumes and colour images (stacks of planes)",
                       lambda: [ndimage.correlate(sample(6, 12, 12), sample(3, 3, 3)),
+                               ndimage.correlate(sample(3, 4, 2048), sample(3, 3, 3)),  # rows read in place
                                ndimage.correlate(sample(12, 12, 3), sample(3, 3), axes=(0, 1)),
+                               ndimage.correlate(sample(4, 683, 3), sample(3, 3), axes=(0, 1)),
                                ndimage.correlate(sample(6, 12, 12), sample(2, 3, 4), mode="mirror")]))
         x = sample(2, 4, 12, 12)
 

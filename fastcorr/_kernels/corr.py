@@ -700,15 +700,16 @@ def _in_place3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, rgb, add):
     """:func:`_channels3x3` of source rows ``r .. r + 2`` of ``plane`` (all inside), read in
     place; the ``p1`` positions on the left and ``2 - p1`` on the right, whose taps leave the
     row, on :func:`_ends3x3`."""
-    _ends3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add)
+    _ends3x3(dst, kt, plane, r, p1, w, boundary, fill, rgb, add)
     # Output position p1 on (up to w - 2 + p1) reads source positions 0 on.
     _channels3x3(dst[p1 * channels : (w - 2 + p1) * channels], kt, plane[r], plane[r + 1], plane[r + 2], rgb, add)
 
 
 @shared
-def _ends3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, add):
+def _ends3x3(dst, kt, plane, r, p1, w, boundary, fill, rgb, add):
     """The positions of :func:`_in_place3x3` whose taps leave the row, each tap's column by the
     edge rule, the sum in :func:`_tile3x3_channels`' order."""
+    channels = 1 if rgb is None else 3
     s0, s1, s2 = plane[r], plane[r + 1], plane[r + 2]
     for m in range(2):
         u = m if m < p1 else w - 2 + m  # positions [0, p1) and [w - 2 + p1, w)
