@@ -271,7 +271,7 @@ for _loop, _task in [(rows, _rows_task), (tile3x3, _tile3x3_task), (band3x3, _ba
 del _loop, _task
 
 
-# Tall kernels: the interior on the register tile.
+# Kernels of two rows or more (3x3 and 5x5 have tiles of their own): the interior on the register tile.
 
 #: Float kernels of this many rows or more run their interior on :func:`wide`, and so do those
 #: of two rows or more with :data:`WIDE_TAPS` taps or more (besides 3x3 and 5x5: their own
