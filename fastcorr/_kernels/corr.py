@@ -23,8 +23,8 @@ compiles only the loops it runs and no loop carries code it does not need:
   in pairs took 2-5x the time of one by one); and
   :func:`rows` takes any kernel, three taps of a kernel row per pass over a block of
   columns that stays in L1. Their inner loops run over zero-based slices, so LLVM
-  vectorises them. Float kernels of :data:`WIDE_ROWS` rows or more, and most others of two
-  rows or more, take :func:`wide` instead: the register tile of :mod:`fastcorr._kernels.simd`
+  vectorises them. Float kernels of :data:`WIDE_ROWS` rows or more, and with 512-bit vectors
+  most others of two rows or more, take :func:`wide` instead: the register tile of :mod:`fastcorr._kernels.simd`
   for correlation kernels, ``TILE_ROWS`` output rows at a time.
 - The border runs on :func:`border`: per output row, each source row it needs is extended
   once into a scratch row (fill rows add a constant), then each kernel row adds its taps
@@ -55,7 +55,7 @@ from numba import prange
 
 from fastcorr._kernels import helper, kernel, scalar, shared
 from fastcorr._kernels.scan import finite_span
-from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, band, full_width, lanes, tall_tile
+from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, VECTOR_BITS, band, full_width, lanes, tall_tile
 
 FILL, SYMM, WRAP, NEAREST, MIRROR = 0, 1, 2, 3, 4
 _BLOCK = 2048
@@ -273,10 +273,12 @@ del _loop, _task
 
 # Kernels of two rows or more (3x3 and 5x5 have tiles of their own): the interior on the register tile.
 
-#: Float kernels of this many rows or more run their interior on :func:`wide`, and so do those
-#: of two rows or more with :data:`WIDE_TAPS` taps or more (besides 3x3 and 5x5: their own
-#: tiles). Measured against :func:`rows`, 1024² on Zen 4: 2x8 0.8x, 3x4 0.75x, 4x2 0.82-0.93x,
-#: 5x7 0.6x, 3x15 0.6-0.7x; 2x4 1.0x, 2x3 1.2-1.3x, and rows of one kernel row 1.1-1.3x.
+#: Float kernels of this many rows or more run their interior on :func:`wide`, and with 512-bit
+#: vectors so do those of two rows or more with :data:`WIDE_TAPS` taps or more (besides 3x3 and
+#: 5x5: their own tiles). Measured against :func:`rows`, 1024² on Zen 4: 2x8 0.8x, 3x4 0.75x,
+#: 4x2 0.82-0.93x, 5x7 0.6x, 3x15 0.6-0.7x; 2x4 1.0x, 2x3 1.2-1.3x, and kernels of one row
+#: 1.1-1.3x. On a 256-bit build (half the registers: a tile of six rows by two vectors) short
+#: kernels took 1.1-1.7x the rows loop's time on the tile, tall ones 0.8-0.9x.
 WIDE_ROWS = 7
 WIDE_TAPS = 8
 
@@ -287,7 +289,8 @@ def _wide_columns(dtype) -> int:
 
 def _wide_fits(dtype, kernel_shape, rows, columns) -> bool:
     kh, kw = kernel_shape
-    return (dtype.kind == "f" and dtype.itemsize in (4, 8) and (kh >= WIDE_ROWS or kh >= 2 and kh * kw >= WIDE_TAPS)
+    short = VECTOR_BITS >= 512 and kh >= 2 and kh * kw >= WIDE_TAPS
+    return (dtype.kind == "f" and dtype.itemsize in (4, 8) and (kh >= WIDE_ROWS or short)
             and rows >= TILE_ROWS and columns >= _wide_columns(dtype))
 
 
