@@ -3,7 +3,7 @@
 The C allocator gives a large block back to the system when it is freed (or trims the heap
 above it), so a temporary of several megabytes made and dropped by every call is faulted in
 again, page by page, by the next one: for a float64 layer of 8 x 64 x 56² the padded copy of
-its input and the output together cost 1300-2600 page faults a pass, 1.3-2x the pass's time
+its input and the output together cost 1300-2600 page faults a pass, 1.3-2.7x the pass's time
 (measured). :func:`empty` keeps the memory of the temporaries it hands out, per thread, up to
 :data:`KEEP_BYTES`, and reuses a block only once nothing refers to it any more: no array made
 from it is alive, so two temporaries of one call never share memory, nor do a call's and a
