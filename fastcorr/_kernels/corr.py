@@ -593,7 +593,7 @@ def stack_loop(kernel_shape, channels, width):
     if kernel_shape[1:] != (3, 3) or channels not in (1, 3):
         return stack, (channels,)
     # Reading in place costs more at the row's ends than the ring's copy saves on short rows.
-    return stack3x3, (None if channels == 1 else True, True if width >= 3 and width * channels >= _IN_PLACE_ROW else None)
+    return stack3x3, (None if channels == 1 else True, True if width * channels >= _IN_PLACE_ROW else None)
 
 
 @scalar
@@ -651,9 +651,9 @@ def _stack3x3_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, rgb, i
         for t in range(products):
             s = sources[q, t]
             kt = k[t]
-            if in_place is not None:
+            if in_place is not None:  # a branch Numba drops when None: no in-place code to compile
                 if direct and s >= 0:
-                    _in_place3x3(dst, kt, x[s], i - p0, p1, w, boundary, fill, channels, rgb, t > 0)
+                    _in_place3x3(dst, kt, x[s], i - p0, p1, w, boundary, fill, rgb, t > 0)
                     continue
             # Every slot is filled on a task's first row and after rows read in place.
             _fill_ring(ring[t], x, s, i, p0, p1, boundary, fill, channels, refill or direct)
@@ -699,10 +699,11 @@ def _channels3x3(dst, kt, s0, s1, s2, rgb, add):
 
 
 @helper
-def _in_place3x3(dst, kt, plane, r, p1, w, boundary, fill, channels, rgb, add):
+def _in_place3x3(dst, kt, plane, r, p1, w, boundary, fill, rgb, add):
     """:func:`_channels3x3` of source rows ``r .. r + 2`` of ``plane`` (all inside), read in
     place; the ``p1`` positions on the left and ``2 - p1`` on the right, whose taps leave the
     row, on :func:`_ends3x3`."""
+    channels = 1 if rgb is None else 3
     _ends3x3(dst, kt, plane, r, p1, w, boundary, fill, rgb, add)
     # Output position p1 on (up to w - 2 + p1) reads source positions 0 on.
     _channels3x3(dst[p1 * channels : (w - 2 + p1) * channels], kt, plane[r], plane[r + 1], plane[r + 2], rgb, add)
