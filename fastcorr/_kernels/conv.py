@@ -56,140 +56,116 @@ def _add_padding_product(dst, tap):
 
 @kernel
 def forward(x, w, bias, out, sh, sw, dh, dw, pt, pl, groups):
-    tasks = out.shape[0] * out.shape[1]
-    for task in prange(tasks):
-        _forward_tasks(np.int64(task), tasks, tasks, x, w, bias, out, sh, sw, dh, dw, pt, pl, groups)  # one task
-
-
-@forward.serially
-def _forward_whole(x, w, bias, out, sh, sw, dh, dw, pt, pl, groups):
-    _forward_tasks(0, 1, out.shape[0] * out.shape[1], x, w, bias, out, sh, sw, dh, dw, pt, pl, groups)
+    for task in prange(out.shape[0] * out.shape[1]):
+        _forward_task(np.int64(task), x, w, bias, out, sh, sw, dh, dw, pt, pl, groups)
 
 
 @shared
-def _forward_tasks(task0, step, tasks, x, w, bias, out, sh, sw, dh, dw, pt, pl, groups):
-    """Tasks ``task0, task0 + step, ...`` below ``tasks`` of :func:`forward`: an output plane each."""
+def _forward_task(task, x, w, bias, out, sh, sw, dh, dw, pt, pl, groups):
     full_width()
     h, width = x.shape[2], x.shape[3]
     o_count, cg, kh, kw = w.shape
     oh, ow = out.shape[2], out.shape[3]
     og = o_count // groups
-    for task in range(task0, tasks, step):
-        n, o = task // o_count, task % o_count
-        first = (o // og) * cg
-        plane = out[n, o]
-        for i in range(oh):
-            orow = plane[i]
-            for j in range(ow):
-                orow[j] = bias[o]
-            for c in range(cg):
-                xc = x[n, first + c]
-                wc = w[o, c]
-                for a in range(kh):
-                    y = i * sh + a * dh - pt
-                    if y < 0 or y >= h:
-                        for b in range(kw):
-                            _add_padding_product(orow, wc[a, b])
-                        continue
-                    xrow = xc[y]
+    n, o = task // o_count, task % o_count
+    first = (o // og) * cg
+    plane = out[n, o]
+    for i in range(oh):
+        orow = plane[i]
+        for j in range(ow):
+            orow[j] = bias[o]
+        for c in range(cg):
+            xc = x[n, first + c]
+            wc = w[o, c]
+            for a in range(kh):
+                y = i * sh + a * dh - pt
+                if y < 0 or y >= h:
                     for b in range(kw):
-                        offset = b * dw - pl
-                        lo, hi = _span(offset, sw, width, ow)
-                        tap = wc[a, b]
-                        _add_padding_product(orow[:lo], tap)
-                        _add_padding_product(orow[hi:], tap)
-                        dst = orow[lo:hi]
-                        src = xrow[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
-                        for j in range(hi - lo):
-                            dst[j] += tap * src[j]
+                        _add_padding_product(orow, wc[a, b])
+                    continue
+                xrow = xc[y]
+                for b in range(kw):
+                    offset = b * dw - pl
+                    lo, hi = _span(offset, sw, width, ow)
+                    tap = wc[a, b]
+                    _add_padding_product(orow[:lo], tap)
+                    _add_padding_product(orow[hi:], tap)
+                    dst = orow[lo:hi]
+                    src = xrow[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
+                    for j in range(hi - lo):
+                        dst[j] += tap * src[j]
 
 
 @kernel
 def input_grad(dy, w, dx, sh, sw, dh, dw, pt, pl, groups):
-    tasks = dx.shape[0] * dx.shape[1]
-    for task in prange(tasks):
-        _input_grad_tasks(np.int64(task), tasks, tasks, dy, w, dx, sh, sw, dh, dw, pt, pl, groups)  # one task
-
-
-@input_grad.serially
-def _input_grad_whole(dy, w, dx, sh, sw, dh, dw, pt, pl, groups):
-    _input_grad_tasks(0, 1, dx.shape[0] * dx.shape[1], dy, w, dx, sh, sw, dh, dw, pt, pl, groups)
+    for task in prange(dx.shape[0] * dx.shape[1]):
+        _input_grad_task(np.int64(task), dy, w, dx, sh, sw, dh, dw, pt, pl, groups)
 
 
 @shared
-def _input_grad_tasks(task0, step, tasks, dy, w, dx, sh, sw, dh, dw, pt, pl, groups):
-    """Tasks ``task0, task0 + step, ...`` below ``tasks`` of :func:`input_grad`: an input plane each."""
+def _input_grad_task(task, dy, w, dx, sh, sw, dh, dw, pt, pl, groups):
     full_width()
     c_count, h, width = dx.shape[1], dx.shape[2], dx.shape[3]
     o_count, cg, kh, kw = w.shape
     oh, ow = dy.shape[2], dy.shape[3]
     og = o_count // groups
-    for task in range(task0, tasks, step):
-        n, c = task // c_count, task % c_count
-        g, cc = c // cg, c % cg
-        plane = dx[n, c]
-        for y in range(h):
-            prow = plane[y]
-            for j in range(width):
-                prow[j] = 0
-        for o in range(g * og, (g + 1) * og):
-            wc = w[o, cc]
-            for i in range(oh):
-                dyrow = dy[n, o, i]
-                for a in range(kh):
-                    y = i * sh + a * dh - pt
-                    if y < 0 or y >= h:
-                        continue
-                    prow = plane[y]
-                    for b in range(kw):
-                        offset = b * dw - pl
-                        lo, hi = _span(offset, sw, width, ow)
-                        tap = wc[a, b]
-                        dst = prow[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
-                        src = dyrow[lo:hi]
-                        for j in range(hi - lo):
-                            dst[j] += tap * src[j]
+    n, c = task // c_count, task % c_count
+    g, cc = c // cg, c % cg
+    plane = dx[n, c]
+    for y in range(h):
+        prow = plane[y]
+        for j in range(width):
+            prow[j] = 0
+    for o in range(g * og, (g + 1) * og):
+        wc = w[o, cc]
+        for i in range(oh):
+            dyrow = dy[n, o, i]
+            for a in range(kh):
+                y = i * sh + a * dh - pt
+                if y < 0 or y >= h:
+                    continue
+                prow = plane[y]
+                for b in range(kw):
+                    offset = b * dw - pl
+                    lo, hi = _span(offset, sw, width, ow)
+                    tap = wc[a, b]
+                    dst = prow[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
+                    src = dyrow[lo:hi]
+                    for j in range(hi - lo):
+                        dst[j] += tap * src[j]
 
 
 @kernel
 def weight_grad(x, dy, dwt, sh, sw, dh, dw, pt, pl, groups):
-    tasks = dwt.shape[0] * dwt.shape[1]
-    for task in prange(tasks):
-        _weight_grad_tasks(np.int64(task), tasks, tasks, x, dy, dwt, sh, sw, dh, dw, pt, pl, groups)  # one task
-
-
-@weight_grad.serially
-def _weight_grad_whole(x, dy, dwt, sh, sw, dh, dw, pt, pl, groups):
-    _weight_grad_tasks(0, 1, dwt.shape[0] * dwt.shape[1], x, dy, dwt, sh, sw, dh, dw, pt, pl, groups)
+    for task in prange(dwt.shape[0] * dwt.shape[1]):
+        _weight_grad_task(np.int64(task), x, dy, dwt, sh, sw, dh, dw, pt, pl, groups)
 
 
 @shared
-def _weight_grad_tasks(task0, step, tasks, x, dy, dwt, sh, sw, dh, dw, pt, pl, groups):
-    """Tasks ``task0, task0 + step, ...`` below ``tasks`` of :func:`weight_grad`: a kernel plane each."""
+def _weight_grad_task(task, x, dy, dwt, sh, sw, dh, dw, pt, pl, groups):
     full_width()
     n_batch, h, width = x.shape[0], x.shape[2], x.shape[3]
     o_count, cg, kh, kw = dwt.shape
     oh, ow = dy.shape[2], dy.shape[3]
     og = o_count // groups
-    for task in range(task0, tasks, step):
-        o, cc = task // cg, task % cg
-        c = (o // og) * cg + cc
-        for a in range(kh):
-            for b in range(kw):
-                offset = b * dw - pl
-                lo, hi = _span(offset, sw, width, ow)
-                acc = dwt.dtype.type(0)
-                for n in range(n_batch):
-                    for i in range(oh):
-                        y = i * sh + a * dh - pt
-                        dyrow = dy[n, o, i]
-                        if y < 0 or y >= h:
-                            acc += _padding_products(dyrow)
-                            continue
-                        acc += _padding_products(dyrow[:lo]) + _padding_products(dyrow[hi:])
-                        if hi > lo:
-                            acc += _dot(dyrow[lo:hi], x[n, c, y, lo * sw + offset : (hi - 1) * sw + offset + 1 : sw])
-                dwt[o, cc, a, b] = acc
+    o, cc = task // cg, task % cg
+    c = (o // og) * cg + cc
+    for a in range(kh):
+        for b in range(kw):
+            offset = b * dw - pl
+            lo, hi = _span(offset, sw, width, ow)
+            acc = dwt.dtype.type(0)
+            for n in range(n_batch):
+                for i in range(oh):
+                    y = i * sh + a * dh - pt
+                    dyrow = dy[n, o, i]
+                    if y < 0 or y >= h:
+                        acc += _padding_products(dyrow)
+                        continue
+                    acc += _padding_products(dyrow[:lo]) + _padding_products(dyrow[hi:])
+                    if hi > lo:
+                        acc += _dot(dyrow[lo:hi], x[n, c, y, lo * sw + offset : (hi - 1) * sw + offset + 1 : sw])
+            dwt[o, cc, a, b] = acc
 
 
 # Stride 1: flat planes.
@@ -277,63 +253,54 @@ def forward_flat(x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
     padded copy of the whole input would be a large fresh buffer, whose first touch alone cost
     a third of LeNet's input gradient)."""
     blocks = (w.shape[0] // groups + _OB - 1) // _OB
-    tasks = out.shape[0] * groups * blocks
-    for task in prange(tasks):
-        _forward_flat_tasks(np.int64(task), tasks, tasks, x, w, bias, out, dh, dw, groups, pt, pl, wp, size)  # one task
-
-
-@forward_flat.serially
-def _forward_flat_whole(x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
-    blocks = (w.shape[0] // groups + _OB - 1) // _OB
-    _forward_flat_tasks(0, 1, out.shape[0] * groups * blocks, x, w, bias, out, dh, dw, groups, pt, pl, wp, size)
+    for task in prange(out.shape[0] * groups * blocks):
+        _forward_flat_task(np.int64(task), x, w, bias, out, dh, dw, groups, pt, pl, wp, size)
 
 
 @shared
-def _forward_flat_tasks(task0, step, tasks, x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
-    """Tasks ``task0, task0 + step, ...`` below ``tasks`` of :func:`forward_flat`."""
+def _forward_flat_task(task, x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
     full_width()
     o_count, cg, kh, kw = w.shape
     oh, ow = out.shape[2], out.shape[3]
     og = o_count // groups
     blocks = (og + _OB - 1) // _OB
     rows = max(1, min(oh, _CHUNK // wp))
-    for task in range(task0, tasks, step):
-        n, rest = task // (groups * blocks), task % (groups * blocks)
-        g = rest // blocks
-        o0 = g * og + (rest % blocks) * _OB
-        nq = min(_OB, (g + 1) * og - o0)
-        xg = _group_planes(x, n, g, cg, pt, pl, wp, size)
-        wq = np.zeros((_OB, cg, kh, kw), w.dtype)
+    n, rest = task // (groups * blocks), task % (groups * blocks)
+    g = rest // blocks
+    o0 = g * og + (rest % blocks) * _OB
+    nq = min(_OB, (g + 1) * og - o0)
+    xg = _group_planes(x, n, g, cg, pt, pl, wp, size)
+    wq = np.zeros((_OB, cg, kh, kw), w.dtype)
+    for q in range(nq):
+        _copy(wq[q], w[o0 + q])
+    acc = np.empty((_OB, rows * wp), out.dtype)
+    for i0 in range(0, oh, rows):
+        m = min(rows, oh - i0) * wp
+        t0 = i0 * wp
+        a0, a1, a2, a3 = acc[0, :m], acc[1, :m], acc[2, :m], acc[3, :m]
+        for t in range(m):
+            a0[t] = 0
+            a1[t] = 0
+            a2[t] = 0
+            a3[t] = 0
+        for c in range(cg):
+            if nq == 1 and dw == 1:
+                # One output channel: the single-image loop, without three idle lanes.
+                for a in range(kh):
+                    base = t0 + a * dh * wp
+                    _accumulate(a0, wq[0, c, a], xg[c][base : base + m + kw - 1])
+            elif kh == 3 and kw == 3:
+                _tile4(a0, a1, a2, a3, wq[:, c], xg[c], t0, dh * wp, dw, m)
+            else:
+                for a in range(kh):
+                    _taps4(a0, a1, a2, a3, wq[:, c, a], xg[c], t0 + a * dh * wp, dw, m)
         for q in range(nq):
-            _copy(wq[q], w[o0 + q])
-        acc = np.empty((_OB, rows * wp), out.dtype)
-        for i0 in range(0, oh, rows):
-            m = min(rows, oh - i0) * wp
-            t0 = i0 * wp
-            a0, a1, a2, a3 = acc[0, :m], acc[1, :m], acc[2, :m], acc[3, :m]
-            for t in range(m):
-                a0[t] = 0
-                a1[t] = 0
-                a2[t] = 0
-                a3[t] = 0
-            for c in range(cg):
-                if nq == 1 and dw == 1:
-                    # One output channel: the single-image loop, without three idle lanes.
-                    for a in range(kh):
-                        base = t0 + a * dh * wp
-                        _accumulate(a0, wq[0, c, a], xg[c][base : base + m + kw - 1])
-                elif kh == 3 and kw == 3:
-                    _tile4(a0, a1, a2, a3, wq[:, c], xg[c], t0, dh * wp, dw, m)
-                else:
-                    for a in range(kh):
-                        _taps4(a0, a1, a2, a3, wq[:, c, a], xg[c], t0 + a * dh * wp, dw, m)
-            for q in range(nq):
-                b_q = bias[o0 + q]
-                for r in range(min(rows, oh - i0)):
-                    orow = out[n, o0 + q, i0 + r]
-                    src = acc[q, r * wp : r * wp + ow]
-                    for j in range(ow):
-                        orow[j] = src[j] + b_q
+            b_q = bias[o0 + q]
+            for r in range(min(rows, oh - i0)):
+                orow = out[n, o0 + q, i0 + r]
+                src = acc[q, r * wp : r * wp + ow]
+                for j in range(ow):
+                    orow[j] = src[j] + b_q
 
 
 # A 3x3 or 5x5 kernel, stride and dilation 1, few channels: for each output channel, blocks of
@@ -372,45 +339,37 @@ def channel_band(x, w, bias, out, groups, pt, pl, wp, size):
     """:func:`forward_flat` where :func:`band_fits`: a task is one image and group; it pads the
     group's planes into a buffer of its own, as :func:`forward_flat` does, and sums them for
     each output channel of the group in turn."""
-    tasks = out.shape[0] * groups
-    for task in prange(tasks):
-        _channel_band_tasks(np.int64(task), tasks, tasks, x, w, bias, out, groups, pt, pl, wp, size)  # one task
-
-
-@channel_band.serially
-def _channel_band_whole(x, w, bias, out, groups, pt, pl, wp, size):
-    _channel_band_tasks(0, 1, out.shape[0] * groups, x, w, bias, out, groups, pt, pl, wp, size)
+    for task in prange(out.shape[0] * groups):
+        _channel_band_task(np.int64(task), x, w, bias, out, groups, pt, pl, wp, size)
 
 
 @shared
-def _channel_band_tasks(task0, step, tasks, x, w, bias, out, groups, pt, pl, wp, size):
-    """Tasks ``task0, task0 + step, ...`` below ``tasks`` of :func:`channel_band`."""
+def _channel_band_task(task, x, w, bias, out, groups, pt, pl, wp, size):
     full_width()
     cg, kh = w.shape[1], w.shape[2]
     oh, ow = out.shape[2], out.shape[3]
     og = w.shape[0] // groups
+    n, g = task // groups, task % groups
+    xg = _group_planes(x, n, g, cg, pt, pl, wp, size).ravel()
     count = simd.VECTOR_BITS // (8 * out.itemsize)
     rows = simd.CHANNEL_ROWS
     half = rows // 2
-    for task in range(task0, tasks, step):
-        n, g = task // groups, task % groups
-        xg = _group_planes(x, n, g, cg, pt, pl, wp, size).ravel()
-        for o in range(g * og, (g + 1) * og):
-            taps, plane, b = w[o].ravel(), out[n, o].ravel(), bias[o]
-            for i0 in range(0, oh, rows):
-                short = oh - i0 <= half
-                # The last block overlaps the one before it: outputs are assigned.
-                i = oh - half if short else min(i0, oh - rows)
-                for j0 in range(0, ow, count):
-                    j = min(j0, ow - count)
-                    if kh == 3 and short:
-                        _half3x3(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
-                    elif kh == 3:
-                        _band3x3(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
-                    elif short:
-                        _half5x5(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
-                    else:
-                        _band5x5(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
+    for o in range(g * og, (g + 1) * og):
+        taps, plane, b = w[o].ravel(), out[n, o].ravel(), bias[o]
+        for i0 in range(0, oh, rows):
+            short = oh - i0 <= half
+            # The last block overlaps the one before it: outputs are assigned.
+            i = oh - half if short else min(i0, oh - rows)
+            for j0 in range(0, ow, count):
+                j = min(j0, ow - count)
+                if kh == 3 and short:
+                    _half3x3(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
+                elif kh == 3:
+                    _band3x3(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
+                elif short:
+                    _half5x5(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
+                else:
+                    _band5x5(plane, i * ow + j, ow, xg, i * wp + j, wp, size, cg, taps, b)
 
 
 @helper
@@ -501,7 +460,7 @@ def tap_offsets(channels, kh, kw, plane, pitch, step, multiple=1):
     return np.concatenate([offsets, np.full(-offsets.size % multiple, offsets[-1])]).astype(np.int64)
 
 
-#: Positions per run of :func:`_weight_grad_flat_tasks`: a multiple of every vector's lanes.
+#: Positions per run of :func:`_weight_grad_flat_task`: a multiple of every vector's lanes.
 _DOT_RUN = 512
 
 
@@ -530,23 +489,12 @@ def weight_grad_flat(x, dy, dwt, groups, pt, pl, wp, size, per, offsets, length,
     parallel loop of its own)."""
     blocks = (dwt.shape[0] // groups + rows - 1) // rows
     parts = (dwt.shape[1] + per - 1) // per
-    tasks = groups * blocks * parts
-    for task in prange(tasks):
-        _weight_grad_flat_tasks(np.int64(task), tasks, tasks, x, dy, dwt, groups, pt, pl, wp, size, per, offsets,
-                                length, rows)  # one task: the step is the count
-
-
-@weight_grad_flat.serially
-def _weight_grad_flat_whole(x, dy, dwt, groups, pt, pl, wp, size, per, offsets, length, rows):
-    blocks = (dwt.shape[0] // groups + rows - 1) // rows
-    parts = (dwt.shape[1] + per - 1) // per
-    _weight_grad_flat_tasks(0, 1, groups * blocks * parts, x, dy, dwt, groups, pt, pl, wp, size, per, offsets, length,
-                            rows)
+    for task in prange(groups * blocks * parts):
+        _weight_grad_flat_task(np.int64(task), x, dy, dwt, groups, pt, pl, wp, size, per, offsets, length, rows)
 
 
 @shared
-def _weight_grad_flat_tasks(task0, step, tasks, x, dy, dwt, groups, pt, pl, wp, size, per, offsets, length, rows):
-    """Tasks ``task0, task0 + step, ...`` below ``tasks`` of :func:`weight_grad_flat`."""
+def _weight_grad_flat_task(task, x, dy, dwt, groups, pt, pl, wp, size, per, offsets, length, rows):
     full_width()
     taps = simd.DOT_TAPS
     n_batch = x.shape[0]
@@ -555,38 +503,37 @@ def _weight_grad_flat_tasks(task0, step, tasks, x, dy, dwt, groups, pt, pl, wp, 
     blocks = (og + rows - 1) // rows
     parts = (cg + per - 1) // per
     padded = offsets.shape[0]
-    for task in range(task0, tasks, step):
-        block, part = task // parts, task % parts
-        g = block // blocks
-        o0 = g * og + (block % blocks) * rows
-        nq = min(rows, (g + 1) * og - o0)
-        c0, c1 = part * per, min(cg, (part + 1) * per)
-        lanes = np.zeros(rows * length, dy.dtype)
-        sums = np.zeros((c1 - c0) * rows * padded, dwt.dtype)
-        planes = np.empty((c1 - c0, size), x.dtype)
-        for n in range(n_batch):
-            for q in range(nq):
-                _padded(dy[n, o0 + q], lanes[q * length : (q + 1) * length], np.int64(0), np.int64(0), wp)
-            for cc in range(c0, c1):
-                _padded(x[n, g * cg + cc], planes[cc - c0], pt, pl, wp)
-            # Runs of positions short enough that the rows of dY stay in L1 across channels and taps.
-            for t0 in range(0, length, _DOT_RUN):
-                run = min(_DOT_RUN, length - t0)
-                for cc in range(c0, c1):
-                    plane = planes[cc - c0]
-                    for k0 in range(0, padded, taps):
-                        if rows == simd.DOT_ROWS:
-                            dots(sums, (cc - c0) * rows * padded + k0, padded, lanes, t0, length, plane, t0,
-                                 offsets[k0 : k0 + taps], run)
-                        else:
-                            narrow_dots(sums, (cc - c0) * rows * padded + k0, padded, lanes, t0, length, plane, t0,
-                                        offsets[k0 : k0 + taps], run)
+    block, part = task // parts, task % parts
+    g = block // blocks
+    o0 = g * og + (block % blocks) * rows
+    nq = min(rows, (g + 1) * og - o0)
+    c0, c1 = part * per, min(cg, (part + 1) * per)
+    lanes = np.zeros(rows * length, dy.dtype)
+    sums = np.zeros((c1 - c0) * rows * padded, dwt.dtype)
+    planes = np.empty((c1 - c0, size), x.dtype)
+    for n in range(n_batch):
+        for q in range(nq):
+            _padded(dy[n, o0 + q], lanes[q * length : (q + 1) * length], np.int64(0), np.int64(0), wp)
         for cc in range(c0, c1):
-            for q in range(nq):
-                target = dwt[o0 + q, cc].ravel()
-                first = ((cc - c0) * rows + q) * padded
-                for k in range(kh * kw):
-                    target[k] = sums[first + k]
+            _padded(x[n, g * cg + cc], planes[cc - c0], pt, pl, wp)
+        # Runs of positions short enough that the rows of dY stay in L1 across channels and taps.
+        for t0 in range(0, length, _DOT_RUN):
+            run = min(_DOT_RUN, length - t0)
+            for cc in range(c0, c1):
+                plane = planes[cc - c0]
+                for k0 in range(0, padded, taps):
+                    if rows == simd.DOT_ROWS:
+                        dots(sums, (cc - c0) * rows * padded + k0, padded, lanes, t0, length, plane, t0,
+                             offsets[k0 : k0 + taps], run)
+                    else:
+                        narrow_dots(sums, (cc - c0) * rows * padded + k0, padded, lanes, t0, length, plane, t0,
+                                    offsets[k0 : k0 + taps], run)
+    for cc in range(c0, c1):
+        for q in range(nq):
+            target = dwt[o0 + q, cc].ravel()
+            first = ((cc - c0) * rows + q) * padded
+            for k in range(kh * kw):
+                target[k] = sums[first + k]
 
 
 # Stride 1 on the register tile (:func:`fastcorr._kernels.simd.tile`), for groups with at
@@ -660,20 +607,12 @@ def forward_tiled(x, packed, offsets, bias, out, work, tasks, rows, pt, pl, wp, 
     """``work[s]`` is the scratch of slot ``s``: slot ``s`` runs tasks ``s, s + slots, ...``."""
     slots = work.shape[0]
     for slot in prange(slots):
-        _band_tasks(np.int64(slot), slots, tasks, x, packed, offsets, bias, out, work[slot], rows, pt, pl, wp, plane,
-                    nr, block, groups)
-
-
-@forward_tiled.serially
-def _tiled_whole(x, packed, offsets, bias, out, work, tasks, rows, pt, pl, wp, plane, nr, block, groups):
-    _band_tasks(0, 1, tasks, x, packed, offsets, bias, out, work[0], rows, pt, pl, wp, plane, nr, block, groups)
+        for task in range(np.int64(slot), tasks, slots):
+            _band_task(task, x, packed, offsets, bias, out, work[slot], rows, pt, pl, wp, plane, nr, block, groups)
 
 
 @shared
-def _band_tasks(task0, step, tasks, x, packed, offsets, bias, out, work, rows, pt, pl, wp, plane, nr, block, groups):
-    """Tasks ``task0, task0 + step, ...`` below ``tasks``, each a band of ``rows`` output rows of
-    one image: its input rows laid out in ``work`` at pitch ``wp``, then every output channel
-    block on the register tile."""
+def _band_task(task, x, packed, offsets, bias, out, work, rows, pt, pl, wp, plane, nr, block, groups):
     full_width()
     mr = simd.TILE_ROWS
     c_count = x.shape[1]
@@ -682,31 +621,30 @@ def _band_tasks(task0, step, tasks, x, packed, offsets, bias, out, work, rows, p
     k_count = offsets.shape[0]
     blocks = (og + mr - 1) // mr
     bands = (oh + rows - 1) // rows
-    for task in range(task0, tasks, step):
-        n, r0 = task // bands, (task % bands) * rows
-        count = min(rows, oh - r0)
-        tiles = (count * wp + nr - 1) // nr
-        ld = tiles * nr
-        planes = work[: c_count * plane]
-        acc = work[c_count * plane : c_count * plane + mr * ld]
-        for c in range(c_count):
-            _pad_band(x[n, c], planes[c * plane : (c + 1) * plane], r0 - pt, pl, wp)
-        for g in range(groups):
-            for ob in range(blocks):
-                valid = min(mr, og - ob * mr)
-                for k0 in range(0, k_count, block):
-                    k1 = min(k_count, k0 + block)
-                    for t in range(tiles):
-                        tile(acc, t * nr, ld, packed, ((g * blocks + ob) * k_count + k0) * mr, planes,
-                             g * cg * plane + t * nr, offsets[k0:k1], k1 - k0, valid, k0 > 0)
-                for i in range(valid):
-                    o = g * og + ob * mr + i
-                    b_o = bias[o]
-                    for r in range(count):
-                        dst = out[n, o, r0 + r]
-                        src = acc[i * ld + r * wp : i * ld + r * wp + ow]
-                        for j in range(ow):
-                            dst[j] = src[j] + b_o
+    n, r0 = task // bands, (task % bands) * rows
+    count = min(rows, oh - r0)
+    tiles = (count * wp + nr - 1) // nr
+    ld = tiles * nr
+    planes = work[: c_count * plane]
+    acc = work[c_count * plane : c_count * plane + mr * ld]
+    for c in range(c_count):
+        _pad_band(x[n, c], planes[c * plane : (c + 1) * plane], r0 - pt, pl, wp)
+    for g in range(groups):
+        for ob in range(blocks):
+            valid = min(mr, og - ob * mr)
+            for k0 in range(0, k_count, block):
+                k1 = min(k_count, k0 + block)
+                for t in range(tiles):
+                    tile(acc, t * nr, ld, packed, ((g * blocks + ob) * k_count + k0) * mr, planes,
+                         g * cg * plane + t * nr, offsets[k0:k1], k1 - k0, valid, k0 > 0)
+            for i in range(valid):
+                o = g * og + ob * mr + i
+                b_o = bias[o]
+                for r in range(count):
+                    dst = out[n, o, r0 + r]
+                    src = acc[i * ld + r * wp : i * ld + r * wp + ow]
+                    for j in range(ow):
+                        dst[j] = src[j] + b_o
 
 
 @helper

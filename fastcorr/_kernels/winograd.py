@@ -325,23 +325,16 @@ def forward_chunks(xp, packed, offsets, bias, out, work, lanes, tasks, total, pi
     """Slot ``s`` (its scratch ``work[s]``, ``lanes[s]``) runs tasks ``s, s + slots, ...``."""
     slots = work.shape[0]
     for slot in prange(slots):
-        _chunks(np.int64(slot), slots, tasks, xp, packed, offsets, bias, out, work[slot], lanes[slot], total, pitch,
-                plane, tiles_x, per_image, c_count, o_block, ldv, ldm, count)
-
-
-@forward_chunks.serially
-def _chunks_whole(xp, packed, offsets, bias, out, work, lanes, tasks, total, pitch, plane, tiles_x, per_image, c_count,
-                  o_block, ldv, ldm, count):
-    _chunks(0, 1, tasks, xp, packed, offsets, bias, out, work[0], lanes[0], total, pitch, plane, tiles_x, per_image,
-            c_count, o_block, ldv, ldm, count)
+        for task in range(np.int64(slot), tasks, slots):
+            _chunk(task, xp, packed, offsets, bias, out, work[slot], lanes[slot], total, pitch, plane, tiles_x,
+                   per_image, c_count, o_block, ldv, ldm, count)
 
 
 @shared
-def _chunks(task0, step, tasks, xp, packed, offsets, bias, out, work, lanes, total, pitch, plane, tiles_x, per_image,
-            c_count, o_block, ldv, ldm, count):
-    """Tasks ``task0, task0 + step, ...`` below ``tasks``: task ``t`` is tiles ``t * t_count ...``
-    of ``total``, in blocks of ``offsets.shape[0]`` input channels and ``o_block`` output
-    channels; ``count`` is the vector's lanes."""
+def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plane, tiles_x, per_image, c_count, o_block,
+           ldv, ldm, count):
+    """Tiles ``task * t_count ...`` of ``total``, in blocks of ``offsets.shape[0]`` input channels
+    and ``o_block`` output channels; ``count`` is the vector's lanes."""
     full_width()
     mr = simd.TILE_ROWS
     c_block = offsets.shape[0]
@@ -349,44 +342,43 @@ def _chunks(task0, step, tasks, xp, packed, offsets, bias, out, work, lanes, tot
     t_count = lanes.shape[1]
     blocks = (o_count + mr - 1) // mr
     x_at, y_at, rows, columns = lanes[0], lanes[1], lanes[2], lanes[3]
+    for lane in range(t_count):
+        t = task * t_count + lane
+        if t < total:
+            n, rest = t // per_image, t % per_image
+            y0, x0 = M * (rest // tiles_x), M * (rest % tiles_x)
+            x_at[lane] = n * c_count * plane + y0 * pitch + x0
+            y_at[lane] = n * o_count * oh * ow + y0 * ow + x0
+            rows[lane], columns[lane] = min(M, oh - y0), min(M, ow - x0)
+        else:  # a whole group past the last tile (the tiles are whole groups): group 0's patches again, not stored
+            x_at[lane], y_at[lane], rows[lane], columns[lane] = x_at[0], 0, 0, 0
     v = work[: POINTS * ldv]
     products = work[POINTS * ldv : POINTS * (ldv + ldm)]
     partial = work[POINTS * (ldv + ldm) :]
     flat = out.reshape(-1)
-    for task in range(task0, tasks, step):
-        for lane in range(t_count):
-            t = task * t_count + lane
-            if t < total:
-                n, rest = t // per_image, t % per_image
-                y0, x0 = M * (rest // tiles_x), M * (rest % tiles_x)
-                x_at[lane] = n * c_count * plane + y0 * pitch + x0
-                y_at[lane] = n * o_count * oh * ow + y0 * ow + x0
-                rows[lane], columns[lane] = min(M, oh - y0), min(M, ow - x0)
-            else:  # a whole group past the last tile (the tiles are whole groups): group 0's patches again, not stored
-                x_at[lane], y_at[lane], rows[lane], columns[lane] = x_at[0], 0, 0, 0
-        for o0 in range(0, o_count, o_block):
-            o1 = min(o_count, o0 + o_block)
-            for c0 in range(0, c_count, c_block):
-                cn = min(c_block, c_count - c0)
-                for c in range(cn):
-                    for first in range(0, t_count, count):
-                        transform_input(v, c * t_count + first, ldv, xp, x_at, first, (c0 + c) * plane, pitch)
-                sums = products if c0 == 0 else partial
-                for xi in range(POINTS):
-                    for ob in range(o0 // mr, (o1 + mr - 1) // mr):
-                        tile(sums, xi * ldm + (ob * mr - o0) * t_count, t_count, packed,
-                             ((xi * blocks + ob) * c_count + c0) * mr, v, xi * ldv, offsets, cn, min(mr, o_count - ob * mr),
-                             False)
-                if c0 > 0:
-                    for xi in range(POINTS):
-                        start, length = xi * ldm, (o1 - o0) * t_count
-                        dst, src = products[start : start + length], partial[start : start + length]
-                        for j in range(length):  # zero-based, as the other accumulation loops
-                            dst[j] += src[j]
-            for o in range(o0, o1):
+    for o0 in range(0, o_count, o_block):
+        o1 = min(o_count, o0 + o_block)
+        for c0 in range(0, c_count, c_block):
+            cn = min(c_block, c_count - c0)
+            for c in range(cn):
                 for first in range(0, t_count, count):
-                    transform_output(flat, o * oh * ow, products, (o - o0) * t_count + first, ldm, bias[o], y_at, rows,
-                                     columns, first, ow)
+                    transform_input(v, c * t_count + first, ldv, xp, x_at, first, (c0 + c) * plane, pitch)
+            sums = products if c0 == 0 else partial
+            for xi in range(POINTS):
+                for ob in range(o0 // mr, (o1 + mr - 1) // mr):
+                    tile(sums, xi * ldm + (ob * mr - o0) * t_count, t_count, packed,
+                         ((xi * blocks + ob) * c_count + c0) * mr, v, xi * ldv, offsets, cn, min(mr, o_count - ob * mr),
+                         False)
+            if c0 > 0:
+                for xi in range(POINTS):
+                    start, length = xi * ldm, (o1 - o0) * t_count
+                    dst, src = products[start : start + length], partial[start : start + length]
+                    for j in range(length):  # zero-based, as the other accumulation loops
+                        dst[j] += src[j]
+        for o in range(o0, o1):
+            for first in range(0, t_count, count):
+                transform_output(flat, o * oh * ow, products, (o - o0) * t_count + first, ldm, bias[o], y_at, rows,
+                                 columns, first, ow)
 
 
 # The weight gradient, F(3x3, 4x4): the same bilinear form as the forward pass with the roles of
