@@ -768,6 +768,32 @@ def test_the_transpose_writes_its_block_and_nothing_else(dtype):
         np.testing.assert_array_equal(dst, expected, err_msg=f"{rows} rows, {columns} columns")
 
 
+@numba.njit
+def _flat_numbered(a):
+    """``simd.flat(a)``, its elements numbered in order through the view."""
+    view = simd.flat(a)
+    for j in range(view.shape[0]):
+        view[j] = j
+    return view
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4), (2, 1, 3, 2), (0, 3), (3, 0, 2)])
+def test_flat_is_a_view_of_every_element_in_c_order(shape):
+    a = np.full(shape, -1.0)
+    view = _flat_numbered(a)
+    assert view.shape == (a.size,) and (np.shares_memory(view, a) or a.size == 0)
+    np.testing.assert_array_equal(a.ravel(), np.arange(a.size))  # written through the view
+    del a  # the view keeps the memory alive
+    np.testing.assert_array_equal(view, np.arange(view.size))
+
+
+def test_flat_refuses_arrays_that_are_not_c_contiguous():
+    with pytest.raises(numba.core.errors.TypingError, match="flat: a must be a C-contiguous array, got array"):
+        _flat_numbered(np.ones((4, 6))[:, ::2])
+    with pytest.raises(numba.core.errors.TypingError, match="flat: a must be a C-contiguous array, got array"):
+        _flat_numbered(np.ones((4, 6)).T)
+
+
 @pytest.mark.parametrize("twin", ["serial", "parallel"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_channels_last_copy_past_a_block_of_channels_and_pixels(twin, dtype, rng):

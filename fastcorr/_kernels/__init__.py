@@ -35,7 +35,8 @@ SERIAL_WORK = 1 << 20
 #: parallel twin is compiled by the next one: a one-off call never pays for it.
 EAGER_WORK = 1 << 27
 
-_OPTIONS = dict(nogil=True, error_model="numpy")
+#: No C callback wrapper: nothing calls the loops through one, and each cost 15-30 ms to compile.
+_OPTIONS = dict(nogil=True, error_model="numpy", no_cfunc_wrapper=True)
 
 
 def _fastmath(reassociate: bool) -> set[str]:
@@ -116,7 +117,8 @@ helper = numba.njit(inline="always", fastmath=_fastmath(False), **_OPTIONS)
 Numba's IR level: never compiled or cached on their own), so that their loops are vectorised
 at the caller's width."""
 
-scalar = numba.njit(forceinline=True, fastmath=_fastmath(False), **_OPTIONS)
+scalar = numba.njit(forceinline=True, fastmath=_fastmath(False), no_cpython_wrapper=True, **_OPTIONS)
 """Decorator for small helpers without loops: typed and compiled once per signature, then
 inlined by LLVM into every caller (inlining them at Numba's IR level instead costs a fresh
-translation at every call site: 1.7 of the 5.1 s that the 3x3 stack loop took to compile)."""
+translation at every call site: 1.7 of the 5.1 s that the 3x3 stack loop took to compile).
+Called from compiled code only: no wrapper for calls from Python is compiled."""

@@ -23,7 +23,7 @@ from numba import prange
 from fastcorr._kernels import helper, kernel, scalar, scratch, shared, simd
 from fastcorr._kernels.corr import _accumulate, _dot
 from fastcorr._kernels.scan import finite_span
-from fastcorr._kernels.simd import dots, full_width, narrow_dots, tile
+from fastcorr._kernels.simd import dots, flat, full_width, narrow_dots, tile
 
 
 @scalar
@@ -350,12 +350,12 @@ def _channel_band_task(task, x, w, bias, out, groups, pt, pl, wp, size):
     oh, ow = out.shape[2], out.shape[3]
     og = w.shape[0] // groups
     n, g = task // groups, task % groups
-    xg = _group_planes(x, n, g, cg, pt, pl, wp, size).ravel()
+    xg = flat(_group_planes(x, n, g, cg, pt, pl, wp, size))
     count = simd.VECTOR_BITS // (8 * out.itemsize)
     rows = simd.CHANNEL_ROWS
     half = rows // 2
     for o in range(g * og, (g + 1) * og):
-        taps, plane, b = w[o].ravel(), out[n, o].ravel(), bias[o]
+        taps, plane, b = flat(w[o]), flat(out[n, o]), bias[o]
         for i0 in range(0, oh, rows):
             short = oh - i0 <= half
             # The last block overlaps the one before it: outputs are assigned.
@@ -376,7 +376,7 @@ def _channel_band_task(task, x, w, bias, out, groups, pt, pl, wp, size):
 def _copy(dst, src):
     """``dst[...] = src`` for C-contiguous arrays of one shape (an array assignment would
     compile Numba's shape-mismatch message, seconds of string code)."""
-    d, s = dst.ravel(), src.ravel()
+    d, s = flat(dst), flat(src)
     for t in range(d.shape[0]):
         d[t] = s[t]
 
@@ -530,7 +530,7 @@ def _weight_grad_flat_task(task, x, dy, dwt, groups, pt, pl, wp, size, per, offs
                                     offsets[k0 : k0 + taps], run)
     for cc in range(c0, c1):
         for q in range(nq):
-            target = dwt[o0 + q, cc].ravel()
+            target = flat(dwt[o0 + q, cc])
             first = ((cc - c0) * rows + q) * padded
             for k in range(kh * kw):
                 target[k] = sums[first + k]
@@ -732,7 +732,7 @@ def channels_last(x, xh, hp, wp, pt, pl, finite, block):
     around, each row of an image transposed ``block`` channels by ``block`` pixels at a time;
     unless ``finite`` is empty, ``finite[n * hp + r]``: whether row ``r`` of image ``n`` is."""
     n_batch, c_count, h, w = x.shape
-    flat = x.reshape(-1)
+    xf = flat(x)
     for task in prange(n_batch * hp):
         n, r = np.int64(task) // hp, np.int64(task) % hp
         start = (n * hp + r) * wp * c_count
@@ -746,7 +746,7 @@ def channels_last(x, xh, hp, wp, pt, pl, finite, block):
             for c0 in range(0, c_count, block):
                 source = ((n * c_count + c0) * h + y) * w  # row y of plane c0, then of the planes after it
                 for j0 in range(0, w, block):
-                    simd.transpose(xh, start + (pl + j0) * c_count + c0, c_count, flat, source + j0, h * w,
+                    simd.transpose(xh, start + (pl + j0) * c_count + c0, c_count, xf, source + j0, h * w,
                                    min(block, c_count - c0), min(block, w - j0))
         else:
             for j in range(row.shape[0]):
@@ -772,10 +772,11 @@ def weight_grad_packed(xh, dy, totals, work, at, chunks, c_count, hp, wp, width)
 @helper
 def add_parts(totals):
     """``totals[0] += totals[1]``, then ``+= totals[2]``, and so on: the parts' sums in order."""
-    sums = totals.reshape(totals.shape[0], -1)
+    sums = flat(totals)
+    size = sums.shape[0] // totals.shape[0]
     for part in range(1, totals.shape[0]):
-        for j in range(sums.shape[1]):
-            sums[0, j] += sums[part, j]
+        for j in range(size):
+            sums[j] += sums[part * size + j]
 
 
 @shared
@@ -787,9 +788,9 @@ def _weight_grad_part(first, last, xh, dy, total, work, at, c_count, hp, wp, wid
     blocks, kh, cols = total.shape[0] // mr, total.shape[1], total.shape[2]
     plane = oh * ow
     size = at.shape[1]
-    flat = total.reshape(-1)
-    flat[:] = 0
-    dyf = dy.reshape(-1)
+    sums = flat(total)
+    sums[:] = 0
+    dyf = flat(dy)
     packed = work[: blocks * size * mr]
     partial = work[blocks * size * mr :]
     offsets, sources = at[0], at[1]
@@ -821,6 +822,6 @@ def _weight_grad_part(first, last, xh, dy, total, work, at, c_count, hp, wp, wid
                     tile(partial, 0, width, packed, ob * size * mr, xh, a * wp * c_count + c0, offsets, count, valid,
                          False)
                     for r in range(valid):
-                        target = flat[((ob * mr + r) * kh + a) * cols + c0 :]
+                        target = sums[((ob * mr + r) * kh + a) * cols + c0 :]
                         for q in range(width):
                             target[q] += partial[r * width + q]

@@ -55,7 +55,7 @@ from numba import prange
 
 from fastcorr._kernels import helper, kernel, scalar, shared
 from fastcorr._kernels.scan import finite_span
-from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, VECTOR_BITS, band, full_width, lanes, tall_tile
+from fastcorr._kernels.simd import TILE_ROWS, TILE_VECTORS, VECTOR_BITS, band, flat, full_width, lanes, tall_tile
 
 FILL, SYMM, WRAP, NEAREST, MIRROR = 0, 1, 2, 3, 4
 _BLOCK = 2048
@@ -232,7 +232,7 @@ def _band3x3_task(i0, i1, x, k, out, c0, c1, dr, dc):
     before it; a task of fewer rows row by row, with the same sums."""
     full_width()
     ldo, ldx = out.shape[1], x.shape[1]
-    flat_out, flat_x, taps = out.ravel(), x.ravel(), k.ravel()
+    flat_out, flat_x, taps = flat(out), flat(x), flat(k)
     if i1 - i0 < BAND3_ROWS:
         for i in range(i0, i1):
             _band3x3_row(flat_out, i * ldo + c0, ldo, flat_x, (i + dr) * ldx + c0 + dc, ldx, taps, c1 - c0)
@@ -248,7 +248,7 @@ def _tile5x5_task(i0, i1, x, k, out, c0, c1, dr, dc):
     before it; a task of fewer rows row by row, with the same sums."""
     full_width()
     ldo, ldx = out.shape[1], x.shape[1]
-    flat_out, flat_x, taps = out.ravel(), x.ravel(), k.ravel()
+    flat_out, flat_x, taps = flat(out), flat(x), flat(k)
     if i1 - i0 < BAND_ROWS:
         for i in range(i0, i1):
             _band5x5_row(flat_out, i * ldo + c0, ldo, flat_x, (i + dr) * ldx + c0 + dc, ldx, taps, c1 - c0)
@@ -335,7 +335,7 @@ def _wide_task(b0, b1, x, packed, offsets, out, r0, r1, c0, c1, dr, dc, columns,
         i = min(r0 + b * mr, r1 - mr)
         for j0 in range(c0, c1, columns):
             j = min(j0, c1 - columns)  # the last tile overlaps the one before it
-            tall_tile(out.ravel(), i * out.shape[1] + j, out.shape[1], packed.ravel(), x.ravel(),
+            tall_tile(flat(out), i * out.shape[1] + j, out.shape[1], flat(packed), flat(x),
                       (i + dr) * x.shape[1] + j + dc, offsets, kh, kw)
 
 
@@ -359,6 +359,14 @@ def border(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, columns, accumulat
         _border_task(start, end, x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate)
         if max(start, r0) < min(end, r1):
             _strips(max(start, r0), min(end, r1), x, k, out, p0, c0, c1, columns, fill, accumulate)
+
+
+@border.serially
+def _border_whole(x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, columns, accumulate, step):
+    """The serial twin of :func:`border`: its two bodies, each over all its rows."""
+    _border_task(0, out.shape[0], x, k, out, p0, p1, boundary, fill, r0, r1, c0, c1, accumulate)
+    if r0 < r1:
+        _strips(r0, r1, x, k, out, p0, c0, c1, columns, fill, accumulate)
 
 
 @functools.lru_cache(maxsize=256)

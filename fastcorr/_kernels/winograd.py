@@ -33,7 +33,7 @@ from numba.extending import intrinsic
 
 from fastcorr._kernels import kernel, scratch, shared, simd
 from fastcorr._kernels.conv import add_parts, kept, laid_channels_last, padded_planes
-from fastcorr._kernels.simd import full_width, narrow_tile, tile
+from fastcorr._kernels.simd import flat, full_width, narrow_tile, tile
 
 #: Outputs per tile side, and the side of the input patch a tile reads.
 M = 4
@@ -355,7 +355,7 @@ def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plan
     v = work[: POINTS * ldv]
     products = work[POINTS * ldv : POINTS * (ldv + ldm)]
     partial = work[POINTS * (ldv + ldm) :]
-    flat = out.reshape(-1)
+    flat_out = flat(out)
     for o0 in range(0, o_count, o_block):
         o1 = min(o_count, o0 + o_block)
         for c0 in range(0, c_count, c_block):
@@ -377,7 +377,7 @@ def _chunk(task, xp, packed, offsets, bias, out, work, lanes, total, pitch, plan
                         dst[j] += src[j]
         for o in range(o0, o1):
             for first in range(0, t_count, count):
-                transform_output(flat, o * oh * ow, products, (o - o0) * t_count + first, ldm, bias[o], y_at, rows,
+                transform_output(flat_out, o * oh * ow, products, (o - o0) * t_count + first, ldm, bias[o], y_at, rows,
                                  columns, first, ow)
 
 
@@ -520,8 +520,8 @@ def _weight_grad_tiles(first, last, xh, dyh, sums, work, at, offsets, total, c_c
     d_out, d_block, d_tile, d_ld = (right, mr, stride, right_ld) if by_input else (left, size * mr, mr, left_ld)
     hx, wx, hd, wd = M * tiles_y + 2, M * tiles_x + 2, M * tiles_y, M * tiles_x
     per_image = tiles_y * tiles_x
-    flat = sums.reshape(-1)
-    flat[:] = 0
+    flat_sums = flat(sums)
+    flat_sums[:] = 0
     # Values the tile reads and drops (rows past the last of a block, columns past the last
     # tile's channels) must not be subnormal: they would slow every multiply they meet.
     block[:] = 0
@@ -554,5 +554,5 @@ def _weight_grad_tiles(first, last, xh, dyh, sums, work, at, offsets, total, c_c
                                     xi * left_ld + rb * size * mr, right, xi * right_ld + c0, offsets, count, valid,
                                     not fresh)
         if (chunk - first) % run == run - 1 or chunk == last - 1:
-            for j in range(flat.shape[0]):
-                flat[j] += block[j]
+            for j in range(flat_sums.shape[0]):
+                flat_sums[j] += block[j]
