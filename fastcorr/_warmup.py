@@ -52,7 +52,8 @@ def _steps(dtype: np.dtype) -> list[tuple[str, Callable[[], object]]]:
                                ndimage.correlate(sample(3, 4, 2048), sample(3, 3, 3)),  # rows read in place
                                ndimage.correlate(sample(12, 12, 3), sample(3, 3), axes=(0, 1)),
                                ndimage.correlate(sample(4, 683, 3), sample(3, 3), axes=(0, 1)),
-                               ndimage.correlate(sample(6, 12, 12), sample(2, 3, 4), mode="mirror")]))
+                               ndimage.correlate(sample(6, 12, 12), sample(2, 3, 4), mode="mirror"),
+                               ndimage.correlate(sample(12, 12, 3), sample(2, 3), axes=(0, 1))]))  # channels, any kernel
         x = sample(2, 4, 12, 12)
 
         def layer(weight, x=x, method="auto", **geometry):

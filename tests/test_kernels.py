@@ -950,7 +950,7 @@ def test_the_3x3_stack_reads_rows_in_place_from_in_place_row_elements(channels, 
 def _stack_loops(kernel_shape, channels, width):
     """The stack loops for these planes, each with the arguments that select its code: the
     general loop, the plan's choice and, for 3x3 kernels, rows read in place however short."""
-    loops = {(corr.stack, (channels,)), corr.stack_loop(kernel_shape, channels, width)}
+    loops = {(corr.stack, (None if channels == 1 else channels,)), corr.stack_loop(kernel_shape, channels, width)}
     if kernel_shape[1:] == (3, 3) and channels in (1, 3):
         loops.add((corr.stack3x3, (None if channels == 1 else True, True)))
     return loops

@@ -573,7 +573,8 @@ def stack(x, k, out, sources, p0, p1, boundary, fill, channels, rows):
     """``out[q]`` is the sum over ``t`` of the correlation (as :func:`correlate` defines it) of
     ``x[sources[q, t]]`` with ``k[t]``; a source of -1 is a plane of ``fill`` values. Rows hold
     ``channels`` interleaved planes (an H x W x C image is ``x[0]`` of shape (H, W * C)), each
-    correlated on its own. A task is ``rows`` output rows of one plane."""
+    correlated on its own; ``channels`` None: one plane, whose loops alone are then compiled.
+    A task is ``rows`` output rows of one plane."""
     parts = (out.shape[1] + rows - 1) // rows
     for t in prange(out.shape[0] * parts):
         q, i0, i1 = _stack_rows(np.int64(t), parts, rows, out.shape[1])
@@ -596,10 +597,10 @@ def stack3x3(x, k, out, sources, p0, p1, boundary, fill, rgb, in_place, rows):
 def stack_loop(kernel_shape, channels, width):
     """The stack loop for kernels of ``kernel_shape`` (products, kh, kw) on rows of ``channels``
     interleaved planes ``width`` positions wide, and the arguments that follow ``fill`` in its
-    call (``rows`` apart): ``(channels,)`` for :func:`stack`, ``(rgb, in_place)`` for
-    :func:`stack3x3`, so that a call compiles only its own code."""
+    call (``rows`` apart): ``(channels,)`` for :func:`stack` (None for one), ``(rgb, in_place)``
+    for :func:`stack3x3`, so that a call compiles only its own code."""
     if kernel_shape[1:] != (3, 3) or channels not in (1, 3):
-        return stack, (channels,)
+        return stack, (None if channels == 1 else channels,)
     # Reading in place costs more at the row's ends than the ring's copy saves on short rows.
     return stack3x3, (None if channels == 1 else True, True if width * channels >= _IN_PLACE_ROW else None)
 
@@ -616,22 +617,23 @@ def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
     """Output row by output row, every product in turn while the row is in L1. Each product
     keeps its last ``kh`` source rows extended by the edge rule in a ring of scratch rows, so
     that a source row is extended once per task and the taps run over whole rows (all
-    channels at once: a tap's neighbour is ``channels`` elements on)."""
+    channels at once: a tap's neighbour is ``channels`` elements on; None: one channel)."""
     full_width()
+    c = 1 if channels is None else channels
     products, kh, kw = k.shape
     n = out.shape[2]
-    ring = np.empty((products, kh, n + (kw - 1) * channels), x.dtype)
+    ring = np.empty((products, kh, n + (kw - 1) * c), x.dtype)
     for i in range(i0, i1):
         dst = out[q, i]
         _zero(dst)
         for t in range(products):
             kt = k[t]
-            _fill_ring(ring[t], x, sources[q, t], i, p0, p1, boundary, fill, channels, i == i0)
-            if kh == 3 and kw == 3:
-                _tile3x3_channels(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3], channels, True)
-            elif channels == 1:
+            _fill_ring(ring[t], x, sources[q, t], i, p0, p1, boundary, fill, c, i == i0)
+            if channels is None:  # a branch Numba keeps alone when None: one channel's loops only
                 for a in range(kh):
                     _accumulate(dst, kt[a], ring[t, (i + a) % kh])
+            elif kh == 3 and kw == 3:
+                _tile3x3_channels(dst, kt, ring[t, i % 3], ring[t, (i + 1) % 3], ring[t, (i + 2) % 3], channels, True)
             else:
                 for a in range(kh):
                     src = ring[t, (i + a) % kh]
