@@ -12,13 +12,13 @@ from twins import run_as
 BOUNDARIES = [corr.FILL, corr.WRAP, corr.SYMM, corr.NEAREST, corr.MIRROR]
 
 
-INTERIOR_LOOPS = [corr.rows, corr.tile3x3, corr.band3x3, corr.tile5x5]
+INTERIOR_LOOPS = [corr.rows, corr.dots, corr.tile3x3, corr.band3x3, corr.tile5x5]
 BLOCK_EDGES = (corr.ROW_BLOCK - 1, corr.ROW_BLOCK, corr.ROW_BLOCK + 1, 2 * corr.ROW_BLOCK - 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128, np.int32])
 @pytest.mark.parametrize("shapes", [((40, 3000), (3, 3)), ((9, 2500), (5, 5)), ((90, 70), (7, 12)), ((5, 4), (9, 9)),
-                                    ((8, 7), (3, 3)), ((7, 6), (5, 5)), ((30, 20), (1, 1)),
+                                    ((8, 7), (3, 3)), ((7, 6), (5, 5)), ((30, 20), (1, 1)), ((20, 12), (4, 10)),
                                     # 'valid' rows of one tile block less one, one, one more, and two less one
                                     *(((6, n + 2), (3, 3)) for n in BLOCK_EDGES)])
 def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
@@ -29,7 +29,7 @@ def test_every_loop_and_twin_matches_the_loops(dtype, shapes, rng):
     (h, w), (kh, kw) = shapes
     names = {corr.FILL: "fill", corr.SYMM: "symm", corr.WRAP: "wrap", corr.NEAREST: "nearest", corr.MIRROR: "mirror"}
     band = np.dtype(dtype) in corr._BAND_DTYPES
-    loops = [loop for loop in INTERIOR_LOOPS if loop is corr.rows or (kh, kw) == (3, 3) and loop is corr.tile3x3
+    loops = [loop for loop in INTERIOR_LOOPS if loop in (corr.rows, corr.dots) or (kh, kw) == (3, 3) and loop is corr.tile3x3
              or (kh, kw) == (3, 3) and loop is corr.band3x3 and band or (kh, kw) == (5, 5) and loop is corr.tile5x5 and band]
     for boundary, (p0, p1) in itertools.product(BOUNDARIES, [(0, 0), (kh - 1, kw - 1), (kh // 2, 1)]):
         shape = (h + kh - 1 - p0 if p0 else max(h - kh + 1, 1), w + kw - 1 - p1 if p1 else max(w - kw + 1, 1))
@@ -407,6 +407,11 @@ def test_the_wide_tile_is_taken_only_where_it_fits():
      ((64, 64), (3, 4), (66, 67), (2, 3), (2, 64, 3, 64), "rows"),
      ((64, 4), (3, 9), (64, 4), (1, 4), (0, 0, 0, 0), None),
      ((1024, 1024), (15, 15), (1010, 1010), (0, 0), (0, 1010, 0, 1010), "rows"),
+     # interiors narrower than the kernel (a gradient's weights) and one as wide
+     ((256, 256), (254, 254), (3, 3), (0, 0), (0, 3, 0, 3), "dots"),
+     ((64, 64), (40, 9), (25, 56), (0, 0), (0, 25, 0, 56), "rows"),
+     ((64, 64), (40, 9), (25, 8), (0, 0), (0, 25, 0, 8), "dots"),
+     ((64, 64), (40, 9), (25, 9), (0, 0), (0, 25, 0, 9), "rows"),
      # an interior one output narrower than a tile block (the 3x3 tile runs it in one loop)
      ((64, 64), (3, 3), (64, 64), (1, 65 - corr.ROW_BLOCK), (1, 63, 65 - corr.ROW_BLOCK, 64), "band3x3"),
      ((64, 64), (5, 5), (64, 64), (2, 65 - corr.ROW_BLOCK), (2, 62, 65 - corr.ROW_BLOCK, 64), "tile5x5")],
@@ -460,7 +465,7 @@ def test_twins_have_their_own_cache_entries():
 
 def test_an_interior_loops_serial_twin_is_its_body_over_every_row():
     x, k = np.arange(42.0).reshape(6, 7), np.array([[1.0, -2.0], [0.5, 3.0]])
-    for loop in (corr.rows, corr.tile3x3, corr.band3x3, corr.tile5x5):
+    for loop in INTERIOR_LOOPS:
         assert not isinstance(loop.serial, numba.core.registry.CPUDispatcher)
     out = np.full((5, 6), np.nan)
     corr.rows.serial(x, k, out, 1, 4, 2, 5, 0, 0, 1)

@@ -22,8 +22,9 @@ compiles only the loops it runs and no loop carries code it does not need:
   neighbouring rows at once from four source rows when integer rows are long: complex rows
   in pairs took 2-5x the time of one by one); and
   :func:`rows` takes any kernel, three taps of a kernel row per pass over a block of
-  columns that stays in L1. Their inner loops run over zero-based slices, so LLVM
-  vectorises them. Float kernels of :data:`WIDE_ROWS` rows or more, and with 512-bit vectors
+  columns that stays in L1, and :func:`dots` interiors narrower than the kernel (a
+  gradient's weights), a dot product per output. Their inner loops run over zero-based
+  slices, so LLVM vectorises them. Float kernels of :data:`WIDE_ROWS` rows or more, and with 512-bit vectors
   most others of two rows or more, take :func:`wide` instead: the register tile of :mod:`fastcorr._kernels.simd`
   for correlation kernels, ``TILE_ROWS`` output rows at a time.
 - The border runs on :func:`border`: per output row, each source row it needs is extended
@@ -137,7 +138,7 @@ def _plan(dtype, shape, kernel_shape, out_shape, p0, p1):
     c0, c1 = _inside(w, kw, ow, p1)
     if r0 == r1 or c0 == c1:
         return (0, 0, 0, 0), None
-    return (r0, r1, c0, c1), _tile_for(dtype, kernel_shape) or rows
+    return (r0, r1, c0, c1), _tile_for(dtype, kernel_shape) or (dots if c1 - c0 < kw else rows)
 
 
 def _tile_for(dtype, kernel_shape):
@@ -177,6 +178,15 @@ def rows(x, k, out, r0, r1, c0, c1, dr, dc, step):
 
 
 @kernel
+def dots(x, k, out, r0, r1, c0, c1, dr, dc, step):
+    """:func:`rows` for interiors narrower than the kernel (a gradient's few weights): one dot
+    product per output and kernel row."""
+    for t in prange((r1 - r0 + step - 1) // step):
+        start = r0 + np.int64(t) * step
+        _dots_task(start, min(start + step, r1), x, k, out, c0, c1, dr, dc)
+
+
+@kernel
 def tile3x3(x, k, out, r0, r1, c0, c1, dr, dc, step):
     for t in prange((r1 - r0 + step - 1) // step):
         start = r0 + np.int64(t) * step
@@ -209,6 +219,20 @@ def _rows_task(i0, i1, x, k, out, c0, c1, dr, dc):
             for a in range(kh):
                 s = j0 + dc
                 _accumulate(dst, k[a], x[i + dr + a, s : s + j1 - j0 + kw - 1])
+
+
+@shared
+def _dots_task(i0, i1, x, k, out, c0, c1, dr, dc):
+    full_width()
+    kh, kw = k.shape
+    for i in range(i0, i1):
+        dst = out[i, c0:c1]
+        _zero(dst)
+        for a in range(kh):
+            src = x[i + dr + a]
+            for j in range(c1 - c0):
+                s = c0 + j + dc
+                dst[j] += _dot(k[a], src[s : s + kw])
 
 
 @shared
@@ -266,7 +290,7 @@ def _whole_interior(task):
     return serial
 
 
-for _loop, _task in [(rows, _rows_task), (tile3x3, _tile3x3_task), (band3x3, _band3x3_task), (tile5x5, _tile5x5_task)]:
+for _loop, _task in [(rows, _rows_task), (dots, _dots_task), (tile3x3, _tile3x3_task), (band3x3, _band3x3_task), (tile5x5, _tile5x5_task)]:
     _loop.serially(_whole_interior(_task))
 del _loop, _task
 
@@ -771,13 +795,9 @@ def _extend_position(ext, row, u, position, n, boundary, fill, channels):
 
 @helper
 def _accumulate(dst, krow, src):
-    """``dst[j] += sum_b krow[b] * src[j + b]``: a 1-D 'valid' correlation added into ``dst``."""
+    """``dst[j] += sum_b krow[b] * src[j + b]``: a 1-D 'valid' correlation added into ``dst``
+    (for rows narrower than the kernel, :func:`dots` takes a dot product per output instead)."""
     n, kw = dst.shape[0], krow.shape[0]
-    if n < kw:
-        # Few outputs for a wide kernel: one dot product each.
-        for j in range(n):
-            dst[j] += _dot(krow, src[j : j + kw])
-        return
     # One pass per three taps, then one for the last one or two. Zero-based loops over
     # slices have no negative-index wraparound checks in their way.
     m = kw - kw % 3
