@@ -404,7 +404,8 @@ def _forward_flat(x, weight, bias, out, dh, dw, pt, pl, groups, work):
     elif _conv.tile_pays(og):
         _conv.tiled(x, weight, bias, out, dh, dw, pt, pl, groups, work)
     else:
-        _conv.forward_flat.pick(work)(x, weight, bias, out, dh, dw, groups, pt, pl, wp, size)
+        _conv.forward_flat.pick(work)(x, weight, bias, out, dh, dw, groups, pt, pl, wp, size,
+                                      *_conv.flat_switches(weight.shape, groups, dw))
 
 
 def _input_grad(dy: NDArray, weight: NDArray, dx: NDArray, geo: _Geometry, method: str = "auto") -> NDArray:

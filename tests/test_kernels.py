@@ -649,7 +649,36 @@ def test_conv_twins_agree_bit_for_bit(case, dtype):
             np.testing.assert_array_equal(results[0], results[1])
         wp, size = conv.flat_geometry(x.shape, weight.shape, dy.shape, dh, dw, pl)
         twins_agree(conv.pad_planes, new((n, c, size)), lambda xp: (x, xp, pt, pl, wp, np.empty(n * c, bool)))
-        twins_agree(conv.forward_flat, new(dy.shape), lambda out: (x, weight, bias, out, dh, dw, groups, pt, pl, wp, size))
+        switches = conv.flat_switches(weight.shape, groups, dw)
+        twins_agree(conv.forward_flat, new(dy.shape),
+                    lambda out: (x, weight, bias, out, dh, dw, groups, pt, pl, wp, size, *switches))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel, o, groups, dilation", [((3, 3), 5, 1, 1), ((3, 3), 4, 2, 2), ((3, 3), 2, 2, 1),
+                                                         ((2, 3), 5, 1, 1), ((2, 3), 6, 2, (1, 2)), ((1, 1), 1, 1, 1)])
+def test_the_flat_forward_matches_the_loops_under_every_switch(dtype, kernel, o, groups, dilation, rng):
+    """Each choice of forward_flat's switches (the plan's and every other, which runs the general
+    loops) against naive.py, output-channel blocks of four and of one, with inf and NaN."""
+    kh, kw = kernel
+    dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
+    x = rng.standard_normal((2, 4, 9, 11)).astype(dtype)
+    x[0, 1, 4, 5], x[1, 3, 0, 0] = np.inf, np.nan
+    weight = rng.standard_normal((o, 4 // groups, kh, kw)).astype(dtype)
+    bias = rng.standard_normal(o).astype(dtype)
+    pt, pl = dh * (kh // 2), dw * (kw // 2)
+    expected = naive.conv2d(x, weight, bias, padding=(pt, pl), dilation=(dh, dw), groups=groups)
+    out = np.empty(expected.shape, dtype)
+    wp, size = conv.flat_geometry(x.shape, weight.shape, out.shape, dh, dw, pl)
+    planned = conv.flat_switches(weight.shape, groups, dw)
+    assert planned == (True if kernel == (3, 3) else None, True if dw == 1 and (o // groups) % 4 == 1 else None)
+    for twin, switches in itertools.product(("serial", "parallel"), itertools.product((None, True), repeat=2)):
+        if switches[0] and kernel != (3, 3):
+            continue  # three: a 3x3 kernel's loop
+        out[...] = 7
+        getattr(conv.forward_flat, twin)(x, weight, bias, out, dh, dw, groups, pt, pl, wp, size, *switches)
+        tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(out, expected, **tolerance, err_msg=f"{twin} {switches}")
 
 
 @pytest.mark.parametrize("twin", ["serial", "parallel"])

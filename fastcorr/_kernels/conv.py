@@ -247,18 +247,29 @@ def flat_geometry(x_shape, w_shape, out_shape, dh, dw, pl):
 
 
 @kernel
-def forward_flat(x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
+def forward_flat(x, w, bias, out, dh, dw, groups, pt, pl, wp, size, three, single):
     """A task is a block of up to four output channels of one image and group: it pads the
     group's input planes (``size`` elements each, at pitch ``wp``) into a buffer of its own (one
     padded copy of the whole input would be a large fresh buffer, whose first touch alone cost
-    a third of LeNet's input gradient)."""
+    a third of LeNet's input gradient). ``three`` and ``single`` (None or True, from
+    :func:`flat_switches`) say which of its loops a call can need: each compiles only those
+    (``three`` True: the kernel is 3x3)."""
     blocks = (w.shape[0] // groups + _OB - 1) // _OB
     for task in prange(out.shape[0] * groups * blocks):
-        _forward_flat_task(np.int64(task), x, w, bias, out, dh, dw, groups, pt, pl, wp, size)
+        _forward_flat_task(np.int64(task), x, w, bias, out, dh, dw, groups, pt, pl, wp, size, three, single)
+
+
+def flat_switches(w_shape, groups, dw):
+    """The last arguments of :func:`forward_flat`: ``three`` True for 3x3 kernels (all nine taps
+    at once), ``single`` True where a block can hold one output channel and the taps are
+    adjacent (that channel alone on the one-plane loop); None otherwise."""
+    three = True if tuple(w_shape[2:]) == (3, 3) else None
+    single = True if dw == 1 and (w_shape[0] // groups) % _OB == 1 else None
+    return three, single
 
 
 @shared
-def _forward_flat_task(task, x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
+def _forward_flat_task(task, x, w, bias, out, dh, dw, groups, pt, pl, wp, size, three, single):
     full_width()
     o_count, cg, kh, kw = w.shape
     oh, ow = out.shape[2], out.shape[3]
@@ -284,12 +295,13 @@ def _forward_flat_task(task, x, w, bias, out, dh, dw, groups, pt, pl, wp, size):
             a2[t] = 0
             a3[t] = 0
         for c in range(cg):
-            if nq == 1 and dw == 1:
+            # Numba drops the branches on a switch that is None before typing.
+            if single is not None and nq == 1 and dw == 1:
                 # One output channel: the single-image loop, without three idle lanes.
                 for a in range(kh):
                     base = t0 + a * dh * wp
                     _accumulate(a0, wq[0, c, a], xg[c][base : base + m + kw - 1])
-            elif kh == 3 and kw == 3:
+            elif three is not None:
                 _tile4(a0, a1, a2, a3, wq[:, c], xg[c], t0, dh * wp, dw, m)
             else:
                 for a in range(kh):
