@@ -69,6 +69,7 @@ LAYERS = [
     ("conv2d N8 C16 32² O16 3x3", "(8, 16, 32, 32), (16, 16, 3, 3)", "padding=1"),
     ("conv2d N4 C32 32² O32 3x3 (Winograd)", "(4, 32, 32, 32), (32, 32, 3, 3)", "padding=1"),
     ("conv2d N8 C16 32² O16 stride 2", "(8, 16, 32, 32), (16, 16, 3, 3)", "stride=2, padding=1"),
+    ("conv2d N4 C8 32² O8 3x3 dilation 2, 2 groups", "(4, 8, 32, 32), (8, 4, 3, 3)", "padding=2, dilation=2, groups=2"),
 ]
 for _name, _shapes, _keywords in LAYERS:
     FIRST_CALLS[_name] = f"x, w = (r(*s) for s in ({_shapes})); y = fc.conv2d(x, w, {_keywords})"
