@@ -24,9 +24,10 @@ compiles only the loops it runs and no loop carries code it does not need:
   :func:`rows` takes any kernel, three taps of a kernel row per pass over a block of
   columns that stays in L1, and :func:`dots` interiors narrower than the kernel (a
   gradient's weights), a dot product per output. Their inner loops run over zero-based
-  slices, so LLVM vectorises them. Float kernels of :data:`WIDE_ROWS` rows or more, and with 512-bit vectors
-  most others of two rows or more, take :func:`wide` instead: the register tile of :mod:`fastcorr._kernels.simd`
-  for correlation kernels, ``TILE_ROWS`` output rows at a time.
+  slices, so LLVM vectorises them. Float kernels of :data:`WIDE_ROWS` rows or more, and
+  with 512-bit vectors most others of two rows or more, take :func:`wide` instead: the
+  register tile of :mod:`fastcorr._kernels.simd` for correlation kernels, ``TILE_ROWS``
+  output rows at a time.
 - The border runs on :func:`border`: per output row, each source row it needs is extended
   once into a scratch row (fill rows add a constant), then each kernel row adds its taps
   along it; the strips left and right of the interior look up the columns their taps read
@@ -653,7 +654,7 @@ def _stack_task(q, i0, i1, x, k, out, sources, p0, p1, boundary, fill, channels)
         for t in range(products):
             kt = k[t]
             _fill_ring(ring[t], x, sources[q, t], i, p0, p1, boundary, fill, c, i == i0)
-            if channels is None:  # a branch Numba keeps alone when None: one channel's loops only
+            if channels is None:  # one channel: Numba drops the other branches before typing
                 for a in range(kh):
                     _accumulate(dst, kt[a], ring[t, (i + a) % kh])
             elif kh == 3 and kw == 3:
@@ -795,8 +796,8 @@ def _extend_position(ext, row, u, position, n, boundary, fill, channels):
 
 @helper
 def _accumulate(dst, krow, src):
-    """``dst[j] += sum_b krow[b] * src[j + b]``: a 1-D 'valid' correlation added into ``dst``
-    (for rows narrower than the kernel, :func:`dots` takes a dot product per output instead)."""
+    """``dst[j] += sum_b krow[b] * src[j + b]``: a 1-D 'valid' correlation added into ``dst``,
+    for any width (interiors narrower than the kernel run faster on :func:`dots`)."""
     n, kw = dst.shape[0], krow.shape[0]
     # One pass per three taps, then one for the last one or two. Zero-based loops over
     # slices have no negative-index wraparound checks in their way.
