@@ -803,6 +803,40 @@ def test_the_transpose_writes_its_block_and_nothing_else(dtype):
 
 
 @numba.njit
+def _nine_taps(acc, lda, x, x_base, pitch, dw, w, w_base, w_step, m):
+    simd.nine_taps(acc, lda, x, x_base, pitch, dw, w, w_base, w_step, m)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nine_taps_add_a_3x3_kernel_to_four_rows_at_every_length(dtype, rng):
+    """Lengths around one and two vectors (the pair, single-vector and one-element loops), taps
+    ``dw`` apart, inf and NaN in x; what lies past ``m`` and between the rows is not touched."""
+    lanes = simd.lanes(np.dtype(dtype).itemsize)
+    lda, pitch, dw, x_base, w_base, w_step = 5 * lanes + 3, 3 * lanes + 1, 2, 3, 2, 11
+    x = rng.standard_normal(x_base + 2 * pitch + 2 * dw + 5 * lanes).astype(dtype)
+    x[x_base + pitch + dw + 1], x[x_base + 2 * pitch + 4 * dw] = np.inf, np.nan
+    w = rng.standard_normal(w_base + 3 * w_step + 9).astype(dtype)
+    for m in sorted({0, 1, lanes - 1, lanes, lanes + 1, 2 * lanes - 1, 2 * lanes, 2 * lanes + 1, 5 * lanes - 1}):
+        acc = rng.standard_normal(4 * lda).astype(dtype)
+        expected = acc.astype(np.float64)
+        for q, a, b in itertools.product(range(4), range(3), range(3)):
+            tap = np.float64(w[w_base + q * w_step + 3 * a + b])
+            start = x_base + a * pitch + b * dw
+            expected[q * lda : q * lda + m] += tap * x[start : start + m]
+        _nine_taps(acc, lda, x, x_base, pitch, dw, w, w_base, w_step, m)
+        tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(acc, expected.astype(dtype), **tolerance, err_msg=f"m={m}")
+
+
+def test_nine_taps_refuse_arrays_that_are_not_flat():
+    acc = np.zeros((4, 8))
+    with pytest.raises(numba.core.errors.TypingError, match="nine_taps: acc must be a 1-D C-contiguous array of float64"):
+        _nine_taps(acc, 8, np.zeros(40), 0, 8, 1, np.zeros(36), 0, 9, 8)
+    with pytest.raises(numba.core.errors.TypingError, match="nine_taps: acc must hold float32 or float64, got array"):
+        _nine_taps(np.zeros(32, np.int64), 8, np.zeros(40, np.int64), 0, 8, 1, np.zeros(36, np.int64), 0, 9, 8)
+
+
+@numba.njit
 def _flat_numbered(a):
     """``simd.flat(a)``, its elements numbered in order through the view."""
     view = simd.flat(a)

@@ -23,7 +23,7 @@ from numba import prange
 from fastcorr._kernels import helper, kernel, scalar, scratch, shared, simd
 from fastcorr._kernels.corr import _accumulate, _dot
 from fastcorr._kernels.scan import finite_span
-from fastcorr._kernels.simd import dots, flat, full_width, narrow_dots, tile
+from fastcorr._kernels.simd import dots, flat, full_width, narrow_dots, nine_taps, tile
 
 
 @scalar
@@ -302,7 +302,9 @@ def _forward_flat_task(task, x, w, bias, out, dh, dw, groups, pt, pl, wp, size, 
                     base = t0 + a * dh * wp
                     _accumulate(a0, wq[0, c, a], xg[c][base : base + m + kw - 1])
             elif three is not None:
-                _tile4(a0, a1, a2, a3, wq[:, c], xg[c], t0, dh * wp, dw, m)
+                # All nine taps at once: nine loads feed 36 multiply-adds.
+                nine_taps(flat(acc), acc.shape[1], flat(xg), c * xg.shape[1] + t0, dh * wp, dw, flat(wq), c * 9,
+                          cg * 9, m)
             else:
                 for a in range(kh):
                     _taps4(a0, a1, a2, a3, wq[:, c, a], xg[c], t0 + a * dh * wp, dw, m)
@@ -391,31 +393,6 @@ def _copy(dst, src):
     d, s = flat(dst), flat(src)
     for t in range(d.shape[0]):
         d[t] = s[t]
-
-
-@helper
-def _tile4(a0, a1, a2, a3, w, xc, base, pitch, dw, m):
-    """:func:`_taps4` for a whole 3x3 kernel ``w[q]`` at once: nine loads feed 36 multiply-adds.
-
-    Each lane is one chain of fused multiply-adds, so the machine does 36 of them per
-    element and nothing else; lanes and loop iterations overlap."""
-    b1, b2 = base + pitch, base + 2 * pitch
-    s00, s01, s02 = xc[base : base + m], xc[base + dw : base + dw + m], xc[base + 2 * dw : base + 2 * dw + m]
-    s10, s11, s12 = xc[b1 : b1 + m], xc[b1 + dw : b1 + dw + m], xc[b1 + 2 * dw : b1 + 2 * dw + m]
-    s20, s21, s22 = xc[b2 : b2 + m], xc[b2 + dw : b2 + dw + m], xc[b2 + 2 * dw : b2 + 2 * dw + m]
-    u, v, p, q = w[0], w[1], w[2], w[3]
-    u00, u01, u02, u10, u11, u12, u20, u21, u22 = u[0, 0], u[0, 1], u[0, 2], u[1, 0], u[1, 1], u[1, 2], u[2, 0], u[2, 1], u[2, 2]
-    v00, v01, v02, v10, v11, v12, v20, v21, v22 = v[0, 0], v[0, 1], v[0, 2], v[1, 0], v[1, 1], v[1, 2], v[2, 0], v[2, 1], v[2, 2]
-    p00, p01, p02, p10, p11, p12, p20, p21, p22 = p[0, 0], p[0, 1], p[0, 2], p[1, 0], p[1, 1], p[1, 2], p[2, 0], p[2, 1], p[2, 2]
-    q00, q01, q02, q10, q11, q12, q20, q21, q22 = q[0, 0], q[0, 1], q[0, 2], q[1, 0], q[1, 1], q[1, 2], q[2, 0], q[2, 1], q[2, 2]
-    for t in range(m):
-        e00, e01, e02 = s00[t], s01[t], s02[t]
-        e10, e11, e12 = s10[t], s11[t], s12[t]
-        e20, e21, e22 = s20[t], s21[t], s22[t]
-        a0[t] = a0[t] + u00 * e00 + u01 * e01 + u02 * e02 + u10 * e10 + u11 * e11 + u12 * e12 + u20 * e20 + u21 * e21 + u22 * e22
-        a1[t] = a1[t] + v00 * e00 + v01 * e01 + v02 * e02 + v10 * e10 + v11 * e11 + v12 * e12 + v20 * e20 + v21 * e21 + v22 * e22
-        a2[t] = a2[t] + p00 * e00 + p01 * e01 + p02 * e02 + p10 * e10 + p11 * e11 + p12 * e12 + p20 * e20 + p21 * e21 + p22 * e22
-        a3[t] = a3[t] + q00 * e00 + q01 * e01 + q02 * e02 + q10 * e10 + q11 * e11 + q12 * e12 + q20 * e20 + q21 * e21 + q22 * e22
 
 
 @helper

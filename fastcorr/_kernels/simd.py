@@ -580,6 +580,91 @@ def band(kh: int, kw: int, rows: int):
     return band_tile
 
 
+#: Vectors of each row of :func:`nine_taps` per step: eight chains of fused multiply-adds.
+UNROLL = 2
+
+
+@intrinsic
+def nine_taps(typingctx, acc, lda, x, x_base, pitch, dw, w, w_base, w_step, m):
+    """Four rows of ``acc``, ``lda`` apart, each take a 3x3 kernel's nine taps along ``x``::
+
+        acc[q * lda + t] += sum over a, b < 3 of
+            w[w_base + q * w_step + 3 * a + b] * x[x_base + a * pitch + b * dw + t]
+
+    for ``q < 4`` and ``t < m``, each sum a chain of fused multiply-adds from ``acc`` in ``(a, b)``
+    order. Nine loaded vectors of ``x`` feed all 36 products, :data:`UNROLL` vectors of each row
+    at a time, then one, then the last ``m`` modulo the lanes one element at a time (the taps are
+    loaded where they are used: AVX-512 broadcasts them from memory into the multiply-adds).
+    Indices are not checked: the caller keeps every access in bounds."""
+    dtype = acc.dtype
+    if dtype not in (types.float32, types.float64):
+        raise TypingError(f"nine_taps: acc must hold float32 or float64, got {acc}")
+    for array, name in ((acc, "acc"), (x, "x"), (w, "w")):
+        check_flat("nine_taps", array, name, dtype)
+    signature = types.none(acc, lda, x, x_base, pitch, dw, w, w_base, w_step, m)
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+        i64 = ir.IntType(64)
+
+        def intp(i):
+            return context.cast(builder, args[i], t[i], types.intp)
+
+        def const(value):
+            return ir.Constant(i64, value)
+
+        count = lanes(dtype.bitwidth // 8)
+        vector, vector_fma, vector_load, vector_store = _vectors(context, builder, dtype, count)
+        element = vector.element
+        scalar_fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(element, [element] * 3), f"llvm.fma.f{dtype.bitwidth}")
+        acc_data = context.make_array(t[0])(context, builder, value=args[0]).data
+        x_data = _pointer(context, builder, t[2], args[2], args[3], t[3])
+        w_data = _pointer(context, builder, t[6], args[6], args[7], t[7])
+        lda_, pitch_, dw_, w_step_, m_ = intp(1), intp(4), intp(5), intp(8), intp(9)
+        rows = [builder.gep(acc_data, [builder.mul(lda_, const(q))]) for q in range(4)]
+        sources = [builder.gep(x_data, [builder.add(builder.mul(pitch_, const(a)), builder.mul(dw_, const(b)))])
+                   for a in range(3) for b in range(3)]
+        taps = [[builder.gep(w_data, [builder.add(builder.mul(w_step_, const(q)), const(tap))]) for tap in range(9)]
+                for q in range(4)]
+
+        def multiple(width):
+            return builder.mul(builder.sdiv(m_, const(width)), const(width))
+
+        def loop(name, start, end, width, fma, load, store, weight):
+            """``t`` from ``start`` while below ``end``, ``width`` at a time (``end - start`` a multiple)."""
+            function, before = builder.function, builder.block
+            body = function.append_basic_block(f"{name}.loop")
+            after = function.append_basic_block(f"{name}.exit")
+            builder.cbranch(builder.icmp_signed("<", start, end), body, after)
+            builder.position_at_end(body)
+            at = builder.phi(i64)
+            at.add_incoming(start, before)
+            places = [builder.add(at, const(part * count)) for part in range(max(width // count, 1))]
+            loaded = [[load(builder.gep(source, [place])) for source in sources] for place in places]
+            for q in range(4):
+                targets = [builder.gep(rows[q], [place]) for place in places]
+                totals = [load(target) for target in targets]
+                for tap in range(9):
+                    tap_value = weight(builder.load(taps[q][tap]))
+                    totals = [builder.call(fma, [tap_value, loaded[i][tap], totals[i]]) for i in range(len(places))]
+                for target, total in zip(targets, totals):
+                    store(total, target)
+            following = builder.add(at, const(width))
+            at.add_incoming(following, body)
+            builder.cbranch(builder.icmp_signed("<", following, end), body, after)
+            builder.position_at_end(after)
+
+        pairs, whole = multiple(UNROLL * count), multiple(count)
+        splat = lambda value: _splat(builder, value, vector)  # noqa: E731
+        loop("nine_taps.pairs", const(0), pairs, UNROLL * count, vector_fma, vector_load, vector_store, splat)
+        loop("nine_taps.vectors", pairs, whole, count, vector_fma, vector_load, vector_store, splat)
+        loop("nine_taps.scalars", whole, m_, 1, scalar_fma, builder.load, builder.store, lambda value: value)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
 #: Output rows of :func:`channel_band`'s block: eight chains of fused multiply-adds keep both
 #: FMA units busy through their latency, with few registers (a kernel column's taps at a time).
 CHANNEL_ROWS = 8
