@@ -14,8 +14,9 @@ The hot loops that LLVM's vectoriser would not keep in registers are written out
 :func:`tile`, a register-blocked multiply-accumulate whose accumulators never leave the
 registers (the convolution passes and tall correlation kernels are written in terms of it);
 :func:`dots`, blocks of dot products; :func:`band`, a correlation with a small kernel whose
-taps stay in registers, several output rows sharing each loaded vector; and :func:`channel_band`,
-the same summed over channels, its taps loaded from memory.
+taps stay in registers, several output rows sharing each loaded vector; :func:`channel_band`,
+the same summed over channels, its taps loaded from memory; and :func:`nine_taps`, a 3x3
+kernel's taps added to four rows at once.
 """
 
 from __future__ import annotations
