@@ -836,6 +836,22 @@ def test_nine_taps_refuse_arrays_that_are_not_flat():
         _nine_taps(np.zeros(32, np.int64), 8, np.zeros(40, np.int64), 0, 8, 1, np.zeros(36, np.int64), 0, 9, 8)
 
 
+def test_intrinsic_operands_share_one_check():
+    """float_operands: the first array's float dtype, every array 1-D and C-contiguous in it,
+    every table of int64; each failure names the intrinsic and the operand."""
+    f32, f64, i64 = numba.types.float32[::1], numba.types.float64[::1], numba.types.int64[::1]
+    assert simd.float_operands("t", ((f32, "c"), (f32, "a")), ((i64, "o"),)) == numba.types.float32
+    for arrays, tables, message in [
+        (((numba.types.int64, "c"),), (), "t: c must hold float32 or float64, got int64"),
+        (((i64, "c"),), (), r"t: c must hold float32 or float64, got array\(int64"),
+        (((f32, "c"), (f64, "a")), (), r"t: a must be a 1-D C-contiguous array of float32, got array\(float64"),
+        (((f64, "c"), (numba.types.float64[:, ::1], "a")), (), "t: a must be a 1-D C-contiguous array of float64"),
+        (((f32, "c"),), ((numba.types.int32[::1], "o"),), "t: o must be a 1-D C-contiguous array of int64"),
+    ]:
+        with pytest.raises(numba.core.errors.TypingError, match=message):
+            simd.float_operands("t", arrays, tables)
+
+
 @numba.njit
 def _flat_numbered(a):
     """``simd.flat(a)``, its elements numbered in order through the view."""

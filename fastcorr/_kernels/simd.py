@@ -22,7 +22,6 @@ kernel's taps added to four rows at once.
 from __future__ import annotations
 
 import llvmlite.binding as llvm
-import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config
@@ -144,6 +143,28 @@ def check_flat(intrinsic, array, name, dtype):
         raise TypingError(f"{intrinsic}: {name} must be a 1-D C-contiguous array of {dtype}, got {array}")
 
 
+def float_operands(intrinsic, arrays, tables=()):
+    """Typing check of an intrinsic's operands: the first of ``arrays`` (``(array, name)`` pairs)
+    holds float32 or float64, and each of them is a 1-D C-contiguous array of that dtype, each
+    of ``tables`` one of int64. Returns the dtype."""
+    first, name = arrays[0]
+    dtype = getattr(first, "dtype", None)
+    if dtype not in (types.float32, types.float64):
+        raise TypingError(f"{intrinsic}: {name} must hold float32 or float64, got {first}")
+    for array, name in arrays:
+        check_flat(intrinsic, array, name, dtype)
+    for table, name in tables:
+        check_flat(intrinsic, table, name, types.int64)
+    return dtype
+
+
+def _scalar_fma(context, builder, dtype):
+    """``llvm.fma`` of single ``dtype`` values."""
+    element = context.get_value_type(dtype)
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(element, [element] * 3),
+                                          f"llvm.fma.f{dtype.bitwidth}")
+
+
 @intrinsic
 def flat(typingctx, a):
     """``a.ravel()`` for a C-contiguous array: a 1-D view of its elements, made inline (Numba's
@@ -188,12 +209,7 @@ def _tile_typed(nv, c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows
     a packed ``a``; with ``b_offsets`` the taps of a kernel over padded flat planes it is a
     direct convolution. Indices are not checked: the caller keeps every access in bounds.
     """
-    dtype = c.dtype
-    if dtype not in (types.float32, types.float64):
-        raise TypingError(f"tile: c must hold float32 or float64, got {c}")
-    for array, name in ((c, "c"), (a, "a"), (b, "b")):
-        check_flat("tile", array, name, dtype)
-    check_flat("tile", b_offsets, "b_offsets", types.int64)
+    dtype = float_operands("tile", ((c, "c"), (a, "a"), (b, "b")), ((b_offsets, "b_offsets"),))
     signature = types.none(c, c_off, ldc, a, a_off, b, b_base, b_offsets, k_count, rows, accumulate)
     mr, count = TILE_ROWS, lanes(dtype.bitwidth // 8)
 
@@ -305,12 +321,7 @@ def tall_tile(typingctx, c, c_off, ldc, a, b, b_base, b_offsets, kh, kw):
     row, the last ``TILE_ROWS - 1`` a shrinking run ending at the last. Or, for any kernel, a
     tuple of ``kh`` Nones, a count known when compiling: each source row reaches its own run of
     rows (a loop over the taps each)."""
-    dtype = c.dtype
-    if dtype not in (types.float32, types.float64):
-        raise TypingError(f"tall_tile: c must hold float32 or float64, got {c}")
-    for array, name in ((c, "c"), (a, "a"), (b, "b")):
-        check_flat("tall_tile", array, name, dtype)
-    check_flat("tall_tile", b_offsets, "b_offsets", types.int64)
+    dtype = float_operands("tall_tile", ((c, "c"), (a, "a"), (b, "b")), ((b_offsets, "b_offsets"),))
     signature = types.none(c, c_off, ldc, a, b, b_base, b_offsets, kh, kw)
     mr, nv, count = TILE_ROWS, TILE_VECTORS, lanes(dtype.bitwidth // 8)
     rows = kh.count if isinstance(kh, types.BaseTuple) else None
@@ -422,12 +433,7 @@ def _dots_typed(rows, sums, s_base, lds, a, a_base, lda, b, b_base, b_offsets, l
     lane's chain of fused multiply-adds, the lanes summed at the end: the order of the additions
     is not the sequential one. Indices are not checked: the caller keeps every access in bounds.
     """
-    dtype = sums.dtype
-    if dtype not in (types.float32, types.float64):
-        raise TypingError(f"dots: sums must hold float32 or float64, got {sums}")
-    for array, name in ((sums, "sums"), (a, "a"), (b, "b")):
-        check_flat("dots", array, name, dtype)
-    check_flat("dots", b_offsets, "b_offsets", types.int64)
+    dtype = float_operands("dots", ((sums, "sums"), (a, "a"), (b, "b")), ((b_offsets, "b_offsets"),))
     signature = types.none(sums, s_base, lds, a, a_base, lda, b, b_base, b_offsets, length)
     taps, count = DOT_TAPS, lanes(dtype.bitwidth // 8)
 
@@ -514,11 +520,7 @@ def band(kh: int, kw: int, rows: int):
 
     @intrinsic
     def band_tile(typingctx, out, o_base, ldo, x, x_base, ldx, k, n):
-        dtype = out.dtype
-        if dtype not in (types.float32, types.float64):
-            raise TypingError(f"band: out must hold float32 or float64, got {out}")
-        for array, name in ((out, "out"), (x, "x"), (k, "k")):
-            check_flat("band", array, name, dtype)
+        dtype = float_operands("band", ((out, "out"), (x, "x"), (k, "k")))
         signature = types.none(out, o_base, ldo, x, x_base, ldx, k, n)
 
         def codegen(context, builder, sig, args):
@@ -538,8 +540,7 @@ def band(kh: int, kw: int, rows: int):
             count = lanes(dtype.bitwidth // 8)
             vector, vector_fma, vector_load, vector_store = _vectors(context, builder, dtype, count)
             splats = [_splat(builder, w, vector) for w in weights]
-            scalar_fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(weights[0].type, [weights[0].type] * 3), f"llvm.fma.f{dtype.bitwidth}")
+            scalar_fma = _scalar_fma(context, builder, dtype)
 
             function = builder.function
             entry = builder.block
@@ -597,11 +598,7 @@ def nine_taps(typingctx, acc, lda, x, x_base, pitch, dw, w, w_base, w_step, m):
     at a time, then one, then the last ``m`` modulo the lanes one element at a time (the taps are
     loaded where they are used: AVX-512 broadcasts them from memory into the multiply-adds).
     Indices are not checked: the caller keeps every access in bounds."""
-    dtype = acc.dtype
-    if dtype not in (types.float32, types.float64):
-        raise TypingError(f"nine_taps: acc must hold float32 or float64, got {acc}")
-    for array, name in ((acc, "acc"), (x, "x"), (w, "w")):
-        check_flat("nine_taps", array, name, dtype)
+    dtype = float_operands("nine_taps", ((acc, "acc"), (x, "x"), (w, "w")))
     signature = types.none(acc, lda, x, x_base, pitch, dw, w, w_base, w_step, m)
 
     def codegen(context, builder, sig, args):
@@ -616,9 +613,7 @@ def nine_taps(typingctx, acc, lda, x, x_base, pitch, dw, w, w_base, w_step, m):
 
         count = lanes(dtype.bitwidth // 8)
         vector, vector_fma, vector_load, vector_store = _vectors(context, builder, dtype, count)
-        element = vector.element
-        scalar_fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(element, [element] * 3), f"llvm.fma.f{dtype.bitwidth}")
+        scalar_fma = _scalar_fma(context, builder, dtype)
         acc_data = context.make_array(t[0])(context, builder, value=args[0]).data
         x_data = _pointer(context, builder, t[2], args[2], args[3], t[3])
         w_data = _pointer(context, builder, t[6], args[6], args[7], t[7])
@@ -656,8 +651,10 @@ def nine_taps(typingctx, acc, lda, x, x_base, pitch, dw, w, w_base, w_step, m):
             builder.cbranch(builder.icmp_signed("<", following, end), body, after)
             builder.position_at_end(after)
 
+        def splat(value):
+            return _splat(builder, value, vector)
+
         pairs, whole = multiple(UNROLL * count), multiple(count)
-        splat = lambda value: _splat(builder, value, vector)  # noqa: E731
         loop("nine_taps.pairs", const(0), pairs, UNROLL * count, vector_fma, vector_load, vector_store, splat)
         loop("nine_taps.vectors", pairs, whole, count, vector_fma, vector_load, vector_store, splat)
         loop("nine_taps.scalars", whole, m_, 1, scalar_fma, builder.load, builder.store, lambda value: value)
@@ -690,11 +687,7 @@ def channel_band(kh: int, kw: int, rows: int = CHANNEL_ROWS):
 
     @intrinsic
     def channel_block(typingctx, out, o_base, ldo, x, x_base, ldx, plane, channels, k, bias):
-        dtype = out.dtype
-        if dtype not in (types.float32, types.float64):
-            raise TypingError(f"channel_band: out must hold float32 or float64, got {out}")
-        for array, name in ((out, "out"), (x, "x"), (k, "k")):
-            check_flat("channel_band", array, name, dtype)
+        dtype = float_operands("channel_band", ((out, "out"), (x, "x"), (k, "k")))
         signature = types.none(out, o_base, ldo, x, x_base, ldx, plane, channels, k, bias)
 
         def codegen(context, builder, sig, args):
@@ -754,11 +747,7 @@ def transpose(typingctx, dst, d_off, d_pitch, src, s_off, s_pitch, rows, columns
     ``k < columns``, both at most ``lanes``: a block of rows loaded as vectors (masked past
     ``columns``), transposed in registers by ``log2(lanes)`` rounds of shuffles, and stored as
     vectors (masked past ``rows``). Nothing outside the block is read or written."""
-    dtype = dst.dtype
-    if dtype not in (types.float32, types.float64):
-        raise TypingError(f"transpose: dst must hold float32 or float64, got {dst}")
-    check_flat("transpose", dst, "dst", dtype)
-    check_flat("transpose", src, "src", dtype)
+    dtype = float_operands("transpose", ((dst, "dst"), (src, "src")))
     count = lanes(dtype.bitwidth // 8)
 
     def codegen(context, builder, sig, args):

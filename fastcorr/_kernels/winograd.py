@@ -28,7 +28,6 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
-from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 from fastcorr._kernels import kernel, scratch, shared, simd
@@ -170,12 +169,7 @@ def transform_input(typingctx, v, v_off, ldv, x, x_at, first, base, pitch):
     groups of :func:`group` side by side in a row (``x_at[first + l]`` is ``4 * (l % size)`` past
     the group's first, the only one read): each row of a group's patches is two vector loads,
     dealt out to the tiles' six columns by shuffles."""
-    dtype = v.dtype
-    if dtype not in (types.float32, types.float64):
-        raise TypingError(f"transform_input: v must hold float32 or float64, got {v}")
-    simd.check_flat("transform_input", v, "v", dtype)
-    simd.check_flat("transform_input", x, "x", dtype)
-    simd.check_flat("transform_input", x_at, "x_at", types.int64)
+    dtype = simd.float_operands("transform_input", ((v, "v"), (x, "x")), ((x_at, "x_at"),))
     count = simd.lanes(dtype.bitwidth // 8)
     size = group(count)
 
@@ -214,13 +208,8 @@ def transform_output(typingctx, out, base, m, m_off, ldm, bias, y_at, rows, colu
     tile ``l`` is ``m[m_off + xi * ldm + l]``. The tiles come in groups as for
     :func:`transform_input` (only the first ``y_at`` of a group is read): a row of a group's
     outputs is one masked vector store."""
-    dtype = out.dtype
-    if dtype not in (types.float32, types.float64):
-        raise TypingError(f"transform_output: out must hold float32 or float64, got {out}")
-    simd.check_flat("transform_output", out, "out", dtype)
-    simd.check_flat("transform_output", m, "m", dtype)
-    for table, name in ((y_at, "y_at"), (rows, "rows"), (columns, "columns")):
-        simd.check_flat("transform_output", table, name, types.int64)
+    dtype = simd.float_operands("transform_output", ((out, "out"), (m, "m")),
+                                ((y_at, "y_at"), (rows, "rows"), (columns, "columns")))
     count = simd.lanes(dtype.bitwidth // 8)
     size = group(count)
     width = M * size
@@ -402,11 +391,7 @@ def _pixels_transform(side, one_d, name):
 
     @intrinsic
     def transform(typingctx, dst, d_off, ld, src, s_off, pitch, channels):
-        dtype = dst.dtype
-        if dtype not in (types.float32, types.float64):
-            raise TypingError(f"{name}: dst must hold float32 or float64, got {dst}")
-        simd.check_flat(name, dst, "dst", dtype)
-        simd.check_flat(name, src, "src", dtype)
+        dtype = simd.float_operands(name, ((dst, "dst"), (src, "src")))
 
         def codegen(context, builder, sig, args):
             t = sig.args
